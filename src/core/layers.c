@@ -1,0 +1,683 @@
+/*
+ * layers.c: shape inference, initialisation, forward and backward passes of
+ * every layer kind.
+ *
+ * Layout: samples are contiguous, images (H, W, C) channels last.  Dense
+ * kernels are (in, units) and conv2d kernels (KH, KW, C, F), as Keras, so
+ * both run as one row-major GEMM per batch:
+ *   dense   Y (B, U)          = X (B, in) W (in, U) + b
+ *   conv2d  Y (B*OH*OW, F)    = col (B*OH*OW, KH*KW*C) W (KH*KW*C, F) + b
+ * where col is the im2col expansion of the batch (output rows are already
+ * (B, OH, OW, F), channels last).  Padding 'same' follows TensorFlow: output
+ * ceil(in / stride), the odd padding cell at the bottom/right.  Average
+ * pooling with 'same' divides by the number of cells inside the input.
+ * Reference definitions: https://keras.io/api/layers/ (Dense, Conv2D,
+ * MaxPooling2D, AveragePooling2D, Dropout, Rescaling, Normalization).
+ *
+ * Not here: dilation, groups, data_format channels_first.
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "nn_internal.h"
+
+static size_t
+shape_size(int32_t rank, const int32_t *shape)
+{
+	size_t		n = 1;
+
+	for (int i = 0; i < rank; i++)
+		if (!nn_size_mul(&n, n, (size_t) shape[i]))
+			return 0;
+	return n;
+}
+
+/* Output length and leading padding of one spatial axis. */
+static bool
+axis_geometry(int32_t in, int32_t k, int32_t s, bool same, int32_t *out,
+			  int32_t *pad)
+{
+	if (same)
+	{
+		int64_t		o = ((int64_t) in + s - 1) / s;
+		int64_t		total = (o - 1) * s + k - in;
+
+		*out = (int32_t) o;
+		*pad = total > 0 ? (int32_t) (total / 2) : 0;
+		return true;
+	}
+	if (in < k)
+		return false;
+	*out = (in - k) / s + 1;
+	*pad = 0;
+	return true;
+}
+
+#define FAIL(...) return nn_fail(err, NN_ERR_SPEC, index, __VA_ARGS__)
+
+/*
+ * Validate a layer's options against its input shape (already set in l) and
+ * compute its output shape.  Messages name the layer (1-based) and option.
+ */
+nn_status
+nn_layer_infer(nn_layer *l, int index, nn_error *err)
+{
+	nn_layer_spec *s = &l->spec;
+	int			no = index + 1;
+	const char *kn = nn_layer_kind_name(s->kind);
+
+	if ((int) s->activation < 0 || s->activation > NN_ACT_MAX)
+		FAIL("layer %d (%s): unrecognized activation %d", no, kn,
+			 (int) s->activation);
+	if (!isfinite(s->alpha) || s->alpha < 0.0f)
+		FAIL("layer %d (%s): \"alpha\" must be a non-negative number", no, kn);
+	if (!isfinite(s->l1) || !isfinite(s->l2) || s->l1 < 0.0f || s->l2 < 0.0f)
+		FAIL("layer %d (%s): \"l1\" and \"l2\" must be non-negative numbers",
+			 no, kn);
+
+	l->in_size = shape_size(l->in_rank, l->in_shape);
+	if (l->in_size == 0)
+		FAIL("layer %d (%s): input size overflows", no, kn);
+	l->out_rank = l->in_rank;
+	memcpy(l->out_shape, l->in_shape, sizeof(l->out_shape));
+	l->w_off = l->b_off = l->s_off = -1;
+	l->w_len = l->b_len = 0;
+
+	switch (s->kind)
+	{
+		case NN_LAYER_DENSE:
+			if (s->units <= 0)
+				FAIL("layer %d (dense): \"units\" must be a positive integer, not %d",
+					 no, s->units);
+			if (l->in_rank != 1)
+				FAIL("layer %d (dense): input must be flat, not of rank %d",
+					 no, l->in_rank);
+			l->out_rank = 1;
+			l->out_shape[0] = s->units;
+			l->w_len = (int64_t) l->in_size * s->units;
+			l->b_len = s->use_bias ? s->units : 0;
+			break;
+		case NN_LAYER_CONV2D:
+		case NN_LAYER_MAXPOOL2D:
+		case NN_LAYER_AVGPOOL2D:
+			{
+				bool		conv = s->kind == NN_LAYER_CONV2D;
+				int32_t		oh,
+							ow;
+				const char *ko = conv ? "kernel_size" : "pool_size";
+
+				if (conv && s->filters <= 0)
+					FAIL("layer %d (conv2d): \"filters\" must be a positive integer, not %d",
+						 no, s->filters);
+				if (s->kernel[0] <= 0 || s->kernel[1] <= 0 ||
+					s->kernel[0] > 4096 || s->kernel[1] > 4096)
+					FAIL("layer %d (%s): \"%s\" must be between 1 and 4096", no,
+						 kn, ko);
+				if (!conv && s->strides[0] == 0 && s->strides[1] == 0)
+				{
+					s->strides[0] = s->kernel[0];
+					s->strides[1] = s->kernel[1];
+				}
+				if (s->strides[0] <= 0 || s->strides[1] <= 0 ||
+					s->strides[0] > 4096 || s->strides[1] > 4096)
+					FAIL("layer %d (%s): \"strides\" must be between 1 and 4096",
+						 no, kn);
+				if (l->in_rank != 3)
+					FAIL("layer %d (%s): input must be an image (height, width, channels), not of rank %d",
+						 no, kn, l->in_rank);
+				if (!axis_geometry(l->in_shape[0], s->kernel[0], s->strides[0],
+								   s->same_padding, &oh, &l->pad_top) ||
+					!axis_geometry(l->in_shape[1], s->kernel[1], s->strides[1],
+								   s->same_padding, &ow, &l->pad_left))
+					FAIL("layer %d (%s): \"%s\" %dx%d is larger than the %dx%d input",
+						 no, kn, ko, s->kernel[0], s->kernel[1],
+						 l->in_shape[0], l->in_shape[1]);
+				l->out_shape[0] = oh;
+				l->out_shape[1] = ow;
+				if (conv)
+				{
+					size_t		k;
+
+					l->out_shape[2] = s->filters;
+					if (!nn_size_mul(&k, (size_t) s->kernel[0] * s->kernel[1],
+									 (size_t) l->in_shape[2]) ||
+						!nn_size_mul(&k, k, (size_t) s->filters) ||
+						k > (size_t) INT64_MAX / 8)
+						FAIL("layer %d (conv2d): kernel size overflows", no);
+					l->w_len = (int64_t) k;
+					l->b_len = s->use_bias ? s->filters : 0;
+				}
+				break;
+			}
+		case NN_LAYER_FLATTEN:
+			l->out_rank = 1;
+			l->out_shape[0] = (int32_t) (l->in_size > INT32_MAX ? 0 : l->in_size);
+			l->out_shape[1] = l->out_shape[2] = 0;
+			if (l->out_shape[0] == 0)
+				FAIL("layer %d (flatten): input too large", no);
+			break;
+		case NN_LAYER_RESHAPE:
+			{
+				size_t		n;
+
+				if (s->shape_rank < 1 || s->shape_rank > NN_MAX_RANK)
+					FAIL("layer %d (reshape): \"shape\" must have 1 to %d dimensions",
+						 no, NN_MAX_RANK);
+				for (int i = 0; i < s->shape_rank; i++)
+					if (s->shape[i] <= 0)
+						FAIL("layer %d (reshape): \"shape\" dimensions must be positive",
+							 no);
+				n = shape_size(s->shape_rank, s->shape);
+				if (n != l->in_size)
+					FAIL("layer %d (reshape): cannot reshape %zu values into %zu",
+						 no, l->in_size, n);
+				l->out_rank = s->shape_rank;
+				memset(l->out_shape, 0, sizeof(l->out_shape));
+				memcpy(l->out_shape, s->shape, sizeof(int32_t) * s->shape_rank);
+				break;
+			}
+		case NN_LAYER_DROPOUT:
+			if (!(s->rate >= 0.0f && s->rate < 1.0f))
+				FAIL("layer %d (dropout): \"rate\" must be in [0, 1)", no);
+			break;
+		case NN_LAYER_ACTIVATION:
+			break;
+		case NN_LAYER_RESCALE:
+			if (!isfinite(s->scale) || !isfinite(s->offset))
+				FAIL("layer %d (rescale): \"scale\" and \"offset\" must be finite",
+					 no);
+			break;
+		case NN_LAYER_NORMALIZE:
+			if (!(s->epsilon > 0.0f) || !isfinite(s->epsilon))
+				FAIL("layer %d (normalize): \"epsilon\" must be positive", no);
+			l->channels = l->in_shape[l->in_rank - 1];
+			break;
+		default:
+			FAIL("layer %d: unrecognized layer type %d", no, (int) s->kind);
+	}
+	/* softmax applies over the last axis (channels for conv2d), as Keras */
+	if (s->kind != NN_LAYER_ACTIVATION && s->kind != NN_LAYER_DENSE &&
+		s->kind != NN_LAYER_CONV2D && s->activation != NN_ACT_LINEAR)
+		FAIL("layer %d (%s): \"activation\" is not an option of this layer",
+			 no, kn);
+	l->out_size = shape_size(l->out_rank, l->out_shape);
+	if (l->out_size == 0)
+		FAIL("layer %d (%s): output size overflows", no, kn);
+	return NN_OK;
+}
+
+#undef FAIL
+
+/* Glorot-uniform kernel, zero bias (Keras defaults). */
+void
+nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
+{
+	double		fan_in,
+				fan_out,
+				limit;
+	float	   *w;
+
+	if (l->w_len <= 0)
+		return;
+	if (l->spec.kind == NN_LAYER_DENSE)
+	{
+		fan_in = (double) l->in_size;
+		fan_out = l->spec.units;
+	}
+	else
+	{
+		double		rf = (double) l->spec.kernel[0] * l->spec.kernel[1];
+
+		fan_in = rf * l->in_shape[2];
+		fan_out = rf * l->spec.filters;
+	}
+	limit = sqrt(6.0 / (fan_in + fan_out));
+	w = m->params + l->w_off;
+	for (int64_t i = 0; i < l->w_len; i++)
+		w[i] = (float) ((2.0 * nn_rng_uniform(rng) - 1.0) * limit);
+	if (l->b_len > 0)
+		memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
+}
+
+/* Expand a batch (B, H, W, C) into col (B*OH*OW, KH*KW*C), zeros outside. */
+static void
+im2col(float *col, const float *x, const nn_layer *l, int32_t n)
+{
+	int32_t		H = l->in_shape[0],
+				W = l->in_shape[1],
+				C = l->in_shape[2];
+	int32_t		OH = l->out_shape[0],
+				OW = l->out_shape[1];
+	int32_t		KH = l->spec.kernel[0],
+				KW = l->spec.kernel[1];
+	int32_t		SH = l->spec.strides[0],
+				SW = l->spec.strides[1];
+	size_t		rowlen = (size_t) KW * C;
+
+	for (int32_t b = 0; b < n; b++)
+	{
+		const float *xb = x + (size_t) b * H * W * C;
+
+		for (int32_t oh = 0; oh < OH; oh++)
+			for (int32_t ow = 0; ow < OW; ow++)
+			{
+				int32_t		iw0 = ow * SW - l->pad_left;
+
+				for (int32_t kh = 0; kh < KH; kh++)
+				{
+					int32_t		ih = oh * SH - l->pad_top + kh;
+
+					if (ih < 0 || ih >= H)
+						memset(col, 0, sizeof(float) * rowlen);
+					else if (iw0 >= 0 && iw0 + KW <= W)
+						memcpy(col, xb + ((size_t) ih * W + iw0) * C,
+							   sizeof(float) * rowlen);
+					else
+						for (int32_t kw = 0; kw < KW; kw++)
+						{
+							int32_t		iw = iw0 + kw;
+
+							if (iw < 0 || iw >= W)
+								memset(col + (size_t) kw * C, 0, sizeof(float) * C);
+							else
+								memcpy(col + (size_t) kw * C,
+									   xb + ((size_t) ih * W + iw) * C,
+									   sizeof(float) * C);
+						}
+					col += rowlen;
+				}
+			}
+	}
+}
+
+/* Scatter-add col gradients back into dx (B, H, W, C), which is zeroed first. */
+static void
+col2im(float *dx, const float *col, const nn_layer *l, int32_t n)
+{
+	int32_t		H = l->in_shape[0],
+				W = l->in_shape[1],
+				C = l->in_shape[2];
+	int32_t		OH = l->out_shape[0],
+				OW = l->out_shape[1];
+	int32_t		KH = l->spec.kernel[0],
+				KW = l->spec.kernel[1];
+	int32_t		SH = l->spec.strides[0],
+				SW = l->spec.strides[1];
+
+	memset(dx, 0, sizeof(float) * l->in_size * n);
+	for (int32_t b = 0; b < n; b++)
+	{
+		float	   *xb = dx + (size_t) b * H * W * C;
+
+		for (int32_t oh = 0; oh < OH; oh++)
+			for (int32_t ow = 0; ow < OW; ow++)
+				for (int32_t kh = 0; kh < KH; kh++)
+				{
+					int32_t		ih = oh * SH - l->pad_top + kh;
+
+					for (int32_t kw = 0; kw < KW; kw++)
+					{
+						int32_t		iw = ow * SW - l->pad_left + kw;
+
+						if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+						{
+							float	   *d = xb + ((size_t) ih * W + iw) * C;
+
+							for (int32_t c = 0; c < C; c++)
+								d[c] += col[c];
+						}
+						col += C;
+					}
+				}
+	}
+}
+
+/* Fill rows x k of y with the bias row (or zeros). */
+static void
+broadcast_bias(float *y, const float *b, size_t rows, size_t k)
+{
+	if (b == NULL)
+	{
+		memset(y, 0, sizeof(float) * rows * k);
+		return;
+	}
+	for (size_t r = 0; r < rows; r++)
+		memcpy(y + r * k, b, sizeof(float) * k);
+}
+
+/* Column sums of dz (rows x k) into db. */
+static void
+bias_grad(float *db, const float *dz, size_t rows, size_t k)
+{
+	memset(db, 0, sizeof(float) * k);
+	for (size_t r = 0; r < rows; r++)
+	{
+		const float *zr = dz + r * k;
+
+		for (size_t j = 0; j < k; j++)
+			db[j] += zr[j];
+	}
+}
+
+static void
+pool_forward(nn_layer *l, const float *x, int32_t n)
+{
+	int32_t		H = l->in_shape[0],
+				W = l->in_shape[1],
+				C = l->in_shape[2];
+	int32_t		OH = l->out_shape[0],
+				OW = l->out_shape[1];
+	int32_t		KH = l->spec.kernel[0],
+				KW = l->spec.kernel[1];
+	int32_t		SH = l->spec.strides[0],
+				SW = l->spec.strides[1];
+	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
+	float	   *y = l->ybuf;
+
+	for (int32_t b = 0; b < n; b++)
+	{
+		const float *xb = x + (size_t) b * l->in_size;
+
+		for (int32_t oh = 0; oh < OH; oh++)
+		{
+			int32_t		h0 = oh * SH - l->pad_top;
+			int32_t		h1 = h0 + KH;
+
+			h0 = h0 < 0 ? 0 : h0;
+			h1 = h1 > H ? H : h1;
+			for (int32_t ow = 0; ow < OW; ow++)
+			{
+				int32_t		w0 = ow * SW - l->pad_left;
+				int32_t		w1 = w0 + KW;
+				size_t		o = (((size_t) b * OH + oh) * OW + ow) * C;
+
+				w0 = w0 < 0 ? 0 : w0;
+				w1 = w1 > W ? W : w1;
+				for (int32_t c = 0; c < C; c++)
+				{
+					float		acc = is_max ? -FLT_MAX : 0.0f;
+					int32_t		best = (h0 * W + w0) * C + c;
+
+					for (int32_t ih = h0; ih < h1; ih++)
+						for (int32_t iw = w0; iw < w1; iw++)
+						{
+							int32_t		i = (ih * W + iw) * C + c;
+
+							if (!is_max)
+								acc += xb[i];
+							else if (xb[i] > acc)
+							{
+								acc = xb[i];
+								best = i;
+							}
+						}
+					if (is_max)
+					{
+						y[o + c] = acc;
+						if (l->argmax)
+							l->argmax[o + c] = best;
+					}
+					else
+						y[o + c] = acc / (float) ((h1 - h0) * (w1 - w0));
+				}
+			}
+		}
+	}
+}
+
+static void
+pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
+{
+	int32_t		H = l->in_shape[0],
+				W = l->in_shape[1],
+				C = l->in_shape[2];
+	int32_t		OH = l->out_shape[0],
+				OW = l->out_shape[1];
+	int32_t		KH = l->spec.kernel[0],
+				KW = l->spec.kernel[1];
+	int32_t		SH = l->spec.strides[0],
+				SW = l->spec.strides[1];
+
+	memset(dx, 0, sizeof(float) * l->in_size * n);
+	if (l->spec.kind == NN_LAYER_MAXPOOL2D)
+	{
+		for (int32_t b = 0; b < n; b++)
+		{
+			float	   *db = dx + (size_t) b * l->in_size;
+			const float *gb = dy + (size_t) b * l->out_size;
+			const int32_t *ab = l->argmax + (size_t) b * l->out_size;
+
+			for (size_t o = 0; o < l->out_size; o++)
+				db[ab[o]] += gb[o];
+		}
+		return;
+	}
+	for (int32_t b = 0; b < n; b++)
+	{
+		float	   *db = dx + (size_t) b * l->in_size;
+
+		for (int32_t oh = 0; oh < OH; oh++)
+		{
+			int32_t		h0 = oh * SH - l->pad_top;
+			int32_t		h1 = h0 + KH;
+
+			h0 = h0 < 0 ? 0 : h0;
+			h1 = h1 > H ? H : h1;
+			for (int32_t ow = 0; ow < OW; ow++)
+			{
+				int32_t		w0 = ow * SW - l->pad_left;
+				int32_t		w1 = w0 + KW;
+				const float *g = dy + (((size_t) b * OH + oh) * OW + ow) * C;
+				float		inv;
+
+				w0 = w0 < 0 ? 0 : w0;
+				w1 = w1 > W ? W : w1;
+				inv = 1.0f / (float) ((h1 - h0) * (w1 - w0));
+				for (int32_t ih = h0; ih < h1; ih++)
+					for (int32_t iw = w0; iw < w1; iw++)
+					{
+						float	   *d = db + ((size_t) ih * W + iw) * C;
+
+						for (int32_t c = 0; c < C; c++)
+							d[c] += g[c] * inv;
+					}
+			}
+		}
+	}
+}
+
+/* Divisor of a normalize channel: max(sqrt(variance), epsilon), as Keras. */
+static inline float
+norm_div(const nn_layer *l, const float *var, int32_t c)
+{
+	float		sd = sqrtf(var[c]);
+
+	return sd > l->spec.epsilon ? sd : l->spec.epsilon;
+}
+
+/*
+ * Forward one layer over n rows: reads l->x, sets l->y.  Identity layers
+ * (flatten, reshape, dropout at inference or rate 0) pass their input on.
+ */
+void
+nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+				 nn_rng *rng)
+{
+	const float *x = l->x;
+	const nn_layer_spec *s = &l->spec;
+	size_t		total = l->out_size * n;
+
+	switch (s->kind)
+	{
+		case NN_LAYER_DENSE:
+			{
+				const float *b = l->b_len ? m->params + l->b_off : NULL;
+
+				broadcast_bias(l->ybuf, b, n, l->out_size);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+							n, s->units, (int) l->in_size, 1.0f, x,
+							(int) l->in_size, m->params + l->w_off, s->units,
+							1.0f, l->ybuf, s->units);
+				break;
+			}
+		case NN_LAYER_CONV2D:
+			{
+				const float *b = l->b_len ? m->params + l->b_off : NULL;
+				size_t		rows = (size_t) n * l->out_shape[0] * l->out_shape[1];
+				int			K = s->kernel[0] * s->kernel[1] * l->in_shape[2];
+
+				im2col(l->col, x, l, n);
+				broadcast_bias(l->ybuf, b, rows, s->filters);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+							(int) rows, s->filters, K, 1.0f, l->col, K,
+							m->params + l->w_off, s->filters,
+							1.0f, l->ybuf, s->filters);
+				break;
+			}
+		case NN_LAYER_MAXPOOL2D:
+		case NN_LAYER_AVGPOOL2D:
+			pool_forward(l, x, n);
+			break;
+		case NN_LAYER_FLATTEN:
+		case NN_LAYER_RESHAPE:
+			l->y = (float *) x;
+			return;
+		case NN_LAYER_DROPOUT:
+			if (!training || s->rate <= 0.0f)
+			{
+				l->y = (float *) x;
+				return;
+			}
+			{
+				float		keep = 1.0f / (1.0f - s->rate);
+
+				for (size_t i = 0; i < total; i++)
+				{
+					l->mask[i] = nn_rng_uniform(rng) >= s->rate ? keep : 0.0f;
+					l->ybuf[i] = x[i] * l->mask[i];
+				}
+			}
+			break;
+		case NN_LAYER_ACTIVATION:
+			memcpy(l->ybuf, x, sizeof(float) * total);
+			break;
+		case NN_LAYER_RESCALE:
+			for (size_t i = 0; i < total; i++)
+				l->ybuf[i] = x[i] * s->scale + s->offset;
+			break;
+		case NN_LAYER_NORMALIZE:
+			{
+				const float *mean = m->state + l->s_off;
+				const float *var = mean + l->channels;
+				int32_t		C = l->channels;
+
+				for (size_t i = 0; i < total; i += C)
+					for (int32_t c = 0; c < C; c++)
+						l->ybuf[i + c] = (x[i + c] - mean[c]) / norm_div(l, var, c);
+				break;
+			}
+	}
+	l->y = l->ybuf;
+	if (l->logits)
+		memcpy(l->logits, l->ybuf, sizeof(float) * total);
+	if (s->activation != NN_ACT_LINEAR)
+		nn_act_forward(s->activation, s->alpha, l->ybuf, l->ybuf,
+					   total / l->out_shape[l->out_rank - 1],
+					   l->out_shape[l->out_rank - 1]);
+}
+
+/*
+ * Backward one layer over n rows.  dy (n, out_size) is the gradient of the
+ * loss w.r.t. the layer output, or, when fused (the last layer with its
+ * activation folded into the loss), w.r.t. its pre-activation; it may be
+ * modified.  Fills parameter gradients in m->grads and
+ * dx (n, in_size) unless dx is NULL.  Identity layers are handled by the
+ * caller.
+ */
+void
+nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
+				  bool fused)
+{
+	const nn_layer_spec *s = &l->spec;
+	size_t		total = l->out_size * n;
+
+	if (s->activation != NN_ACT_LINEAR && !fused)
+		nn_act_backward(s->activation, s->alpha, dy, dy, l->y,
+						total / l->out_shape[l->out_rank - 1],
+						l->out_shape[l->out_rank - 1]);
+
+	switch (s->kind)
+	{
+		case NN_LAYER_DENSE:
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+						(int) l->in_size, s->units, n, 1.0f, l->x,
+						(int) l->in_size, dy, s->units, 0.0f,
+						m->grads + l->w_off, s->units);
+			if (l->b_len)
+				bias_grad(m->grads + l->b_off, dy, n, s->units);
+			if (dx)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+							n, (int) l->in_size, s->units, 1.0f, dy, s->units,
+							m->params + l->w_off, s->units, 0.0f, dx,
+							(int) l->in_size);
+			break;
+		case NN_LAYER_CONV2D:
+			{
+				size_t		rows = (size_t) n * l->out_shape[0] * l->out_shape[1];
+				int			K = s->kernel[0] * s->kernel[1] * l->in_shape[2];
+
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+							K, s->filters, (int) rows, 1.0f, l->col, K,
+							dy, s->filters, 0.0f, m->grads + l->w_off,
+							s->filters);
+				if (l->b_len)
+					bias_grad(m->grads + l->b_off, dy, rows, s->filters);
+				if (dx)
+				{
+					/* the columns are no longer needed: reuse them */
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+								(int) rows, K, s->filters, 1.0f, dy, s->filters,
+								m->params + l->w_off, s->filters, 0.0f,
+								l->col, K);
+					col2im(dx, l->col, l, n);
+				}
+				break;
+			}
+		case NN_LAYER_MAXPOOL2D:
+		case NN_LAYER_AVGPOOL2D:
+			if (dx)
+				pool_backward(l, dx, dy, n);
+			break;
+		case NN_LAYER_DROPOUT:
+			if (dx)
+				for (size_t i = 0; i < total; i++)
+					dx[i] = dy[i] * l->mask[i];
+			break;
+		case NN_LAYER_ACTIVATION:
+			if (dx)
+				memcpy(dx, dy, sizeof(float) * total);
+			break;
+		case NN_LAYER_RESCALE:
+			if (dx)
+				for (size_t i = 0; i < total; i++)
+					dx[i] = dy[i] * s->scale;
+			break;
+		case NN_LAYER_NORMALIZE:
+			if (dx)
+			{
+				const float *var = m->state + l->s_off + l->channels;
+				int32_t		C = l->channels;
+
+				for (size_t i = 0; i < total; i += C)
+					for (int32_t c = 0; c < C; c++)
+						dx[i + c] = dy[i + c] / norm_div(l, var, c);
+			}
+			break;
+		case NN_LAYER_FLATTEN:
+		case NN_LAYER_RESHAPE:
+			break;
+	}
+}

@@ -1,0 +1,802 @@
+/*
+ * model.c: building a model from a spec, sizing its buffers, inference,
+ * training steps and normalize-layer adaptation.
+ *
+ * A model is a sequential array of layers over one flat parameter vector
+ * (kernels then biases, layer by layer), its gradient of the same layout,
+ * up to two optimizer slot vectors and a small state vector for normalize
+ * statistics.  Work buffers are sized once by nn_model_prepare() for the
+ * largest batch: nothing is allocated per batch.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "nn_internal.h"
+
+/* Is this layer's forward a pass-through of its input (no own buffer)? */
+static bool
+is_identity(const nn_layer *l, bool training)
+{
+	switch (l->spec.kind)
+	{
+		case NN_LAYER_FLATTEN:
+		case NN_LAYER_RESHAPE:
+			return true;
+		case NN_LAYER_DROPOUT:
+			return !training || l->spec.rate <= 0.0f;
+		default:
+			return false;
+	}
+}
+
+static nn_activation
+layer_activation(const nn_layer *l)
+{
+	switch (l->spec.kind)
+	{
+		case NN_LAYER_DENSE:
+		case NN_LAYER_CONV2D:
+		case NN_LAYER_ACTIVATION:
+			return l->spec.activation;
+		default:
+			return NN_ACT_LINEAR;
+	}
+}
+
+/* Validate the model-level fields of a spec. */
+static nn_status
+check_top(const nn_model_spec *spec, nn_error *err)
+{
+	if (spec->n_layers < 1 || spec->n_layers > NN_MAX_LAYERS)
+		return nn_fail(err, NN_ERR_SPEC, -1,
+					   "a model needs 1 to %d layers, not %d", NN_MAX_LAYERS,
+					   spec->n_layers);
+	if (spec->input_rank < 1 || spec->input_rank > NN_MAX_RANK)
+		return nn_fail(err, NN_ERR_SPEC, -1,
+					   "input shape must have 1 to %d dimensions, not %d",
+					   NN_MAX_RANK, spec->input_rank);
+	for (int i = 0; i < spec->input_rank; i++)
+		if (spec->input_shape[i] <= 0)
+			return nn_fail(err, NN_ERR_SPEC, -1,
+						   "input shape dimensions must be positive, not %d",
+						   spec->input_shape[i]);
+	return NN_OK;
+}
+
+/* Infer layer i's shapes from its predecessor (or the input). */
+static nn_status
+infer_layer(nn_layer *l, const nn_layer *prev, const nn_model_spec *spec,
+			int i, nn_error *err)
+{
+	l->spec = spec->layers[i];
+	if (prev)
+	{
+		l->in_rank = prev->out_rank;
+		memcpy(l->in_shape, prev->out_shape, sizeof(l->in_shape));
+	}
+	else
+	{
+		l->in_rank = spec->input_rank;
+		memset(l->in_shape, 0, sizeof(l->in_shape));
+		memcpy(l->in_shape, spec->input_shape,
+			   sizeof(int32_t) * spec->input_rank);
+	}
+	return nn_layer_infer(l, i, err);
+}
+
+/* Validate a whole spec without allocating. */
+nn_status
+nn_spec_check(const nn_model_spec *spec, nn_error *err)
+{
+	nn_layer	cur,
+				prev;
+	nn_status	st;
+
+	if ((st = check_top(spec, err)) != NN_OK)
+		return st;
+	for (int i = 0; i < spec->n_layers; i++)
+	{
+		memset(&cur, 0, sizeof(cur));
+		if ((st = infer_layer(&cur, i ? &prev : NULL, spec, i, err)) != NN_OK)
+			return st;
+		prev = cur;
+	}
+	return NN_OK;
+}
+
+static void
+free_buffers(nn_model *m)
+{
+	const nn_alloc *a = &m->alloc;
+
+	for (int i = 0; i < m->n_layers; i++)
+	{
+		nn_layer   *l = &m->layers[i];
+
+		nn_free_bytes(a, l->ybuf);
+		nn_free_bytes(a, l->logits);
+		nn_free_bytes(a, l->col);
+		nn_free_bytes(a, l->argmax);
+		nn_free_bytes(a, l->mask);
+		l->ybuf = l->logits = l->col = l->mask = NULL;
+		l->argmax = NULL;
+	}
+	nn_free_bytes(a, m->dbuf[0]);
+	nn_free_bytes(a, m->dbuf[1]);
+	nn_free_bytes(a, m->dloss);
+	m->dbuf[0] = m->dbuf[1] = m->dloss = NULL;
+	m->batch_cap = 0;
+	m->train_cap = false;
+}
+
+/* Free a model and everything it owns; NULL is ignored. */
+void
+nn_model_free(nn_model *m)
+{
+	nn_alloc	a;
+
+	if (m == NULL)
+		return;
+	a = m->alloc;
+	free_buffers(m);
+	for (int i = 0; i < m->n_layers; i++)
+		nn_free_bytes(&a, m->layers[i].acc);
+	nn_free_bytes(&a, m->layers);
+	nn_free_bytes(&a, m->spec.layers);
+	nn_free_bytes(&a, m->params);
+	nn_free_bytes(&a, m->grads);
+	nn_free_bytes(&a, m->slots[0]);
+	nn_free_bytes(&a, m->slots[1]);
+	nn_free_bytes(&a, m->state);
+	nn_free_bytes(&a, m->class_weights);
+	nn_free_bytes(&a, m);
+}
+
+/*
+ * Build the layers, lay out parameters and allocate them, without
+ * initialising values.  Shared by nn_model_create and the deserializer.
+ */
+nn_status	nn_model_build(nn_model **out, const nn_model_spec *spec,
+						   size_t max_bytes, const nn_alloc *alloc,
+						   nn_error *err);
+
+nn_status
+nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
+			   const nn_alloc *alloc, nn_error *err)
+{
+	nn_layer   *layers;
+	nn_model   *m;
+	size_t		np = 0,
+				ns = 0,
+				bytes;
+	nn_status	st;
+
+	*out = NULL;
+	if ((st = nn_spec_check(spec, err)) != NN_OK)
+		return st;
+	layers = nn_alloc_bytes(alloc, sizeof(nn_layer) * spec->n_layers);
+	if (layers == NULL)
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	memset(layers, 0, sizeof(nn_layer) * spec->n_layers);
+	for (int i = 0; i < spec->n_layers; i++)
+	{
+		nn_layer   *l = &layers[i];
+
+		infer_layer(l, i ? &layers[i - 1] : NULL, spec, i, err);
+		if (l->w_len > 0)
+		{
+			l->w_off = (int64_t) np;
+			np += (size_t) l->w_len;
+		}
+		if (l->b_len > 0)
+		{
+			l->b_off = (int64_t) np;
+			np += (size_t) l->b_len;
+		}
+		if (l->spec.kind == NN_LAYER_NORMALIZE)
+		{
+			l->s_off = (int64_t) ns;
+			ns += 2 * (size_t) l->channels;
+		}
+		if (np > (size_t) INT64_MAX / 16)
+		{
+			nn_free_bytes(alloc, layers);
+			return nn_fail(err, NN_ERR_LIMIT, i, "model has too many parameters");
+		}
+	}
+	/* parameters, gradients and two optimizer slots, plus state */
+	bytes = (np * 4 + ns) * sizeof(float);
+	if (max_bytes > 0 && bytes > max_bytes)
+	{
+		nn_free_bytes(alloc, layers);
+		nn_fail(err, NN_ERR_LIMIT, -1,
+				"model needs %zu bytes of weights, more than the limit of %zu",
+				bytes, max_bytes);
+		nn_detail(err, "The model has %zu parameters.", np);
+		return NN_ERR_LIMIT;
+	}
+
+	m = nn_alloc_bytes(alloc, sizeof(nn_model));
+	if (m == NULL)
+	{
+		nn_free_bytes(alloc, layers);
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	}
+	memset(m, 0, sizeof(*m));
+	m->alloc = *alloc;
+	m->layers = layers;
+	m->n_layers = spec->n_layers;
+	m->spec = *spec;
+	m->spec.layers = nn_alloc_bytes(alloc, sizeof(nn_layer_spec) * spec->n_layers);
+	m->n_params = (int64_t) np;
+	m->n_state = (int64_t) ns;
+	m->params = nn_alloc_bytes(alloc, np * sizeof(float));
+	m->grads = nn_alloc_bytes(alloc, np * sizeof(float));
+	m->state = nn_alloc_bytes(alloc, ns * sizeof(float));
+	m->lr_scale = 1.0f;
+	if (!m->spec.layers || !m->params || !m->grads || !m->state)
+	{
+		nn_model_free(m);
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	}
+	for (int i = 0; i < spec->n_layers; i++)
+		m->spec.layers[i] = layers[i].spec;	/* with defaults resolved */
+	memset(m->grads, 0, np * sizeof(float));
+	for (int i = 0; i < m->n_layers; i++)
+	{
+		nn_layer   *l = &layers[i];
+
+		if (l->spec.kind == NN_LAYER_NORMALIZE)
+			for (int32_t c = 0; c < l->channels; c++)
+			{
+				m->state[l->s_off + c] = 0.0f;
+				m->state[l->s_off + l->channels + c] = 1.0f;
+			}
+	}
+	*out = m;
+	return NN_OK;
+}
+
+/* Build and initialise a model (Glorot-uniform kernels, zero biases). */
+nn_status
+nn_model_create(nn_model **out, const nn_model_spec *spec, uint64_t seed,
+				size_t max_bytes, const nn_alloc *alloc, nn_error *err)
+{
+	nn_rng		rng;
+	nn_status	st;
+
+	if ((st = nn_model_build(out, spec, max_bytes, alloc, err)) != NN_OK)
+		return st;
+	nn_rng_seed(&rng, seed);
+	for (int i = 0; i < (*out)->n_layers; i++)
+		nn_layer_init_params(*out, &(*out)->layers[i], &rng);
+	return NN_OK;
+}
+
+const nn_model_spec *
+nn_model_get_spec(const nn_model *m)
+{
+	return &m->spec;
+}
+
+size_t
+nn_model_input_size(const nn_model *m)
+{
+	return m->layers[0].in_size;
+}
+
+size_t
+nn_model_output_size(const nn_model *m)
+{
+	return m->layers[m->n_layers - 1].out_size;
+}
+
+static int64_t
+layer_params(const nn_layer *l)
+{
+	if (l->spec.kind == NN_LAYER_NORMALIZE)
+		return 2 * (int64_t) l->channels + 1;	/* mean, variance, count */
+	return l->w_len + l->b_len;
+}
+
+/* Parameter count as Keras reports it (non-trainable statistics included). */
+int64_t
+nn_model_param_count(const nn_model *m)
+{
+	int64_t		n = 0;
+
+	for (int i = 0; i < m->n_layers; i++)
+		n += layer_params(&m->layers[i]);
+	return n;
+}
+
+nn_activation
+nn_model_output_activation(const nn_model *m)
+{
+	return layer_activation(&m->layers[m->n_layers - 1]);
+}
+
+void
+nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info)
+{
+	const nn_layer *l = &m->layers[i];
+
+	info->kind = l->spec.kind;
+	info->rank = l->out_rank;
+	memcpy(info->shape, l->out_shape, sizeof(info->shape));
+	info->params = layer_params(l);
+}
+
+float *
+nn_model_params(nn_model *m)
+{
+	return m->params;
+}
+
+const float *
+nn_model_grads(const nn_model *m)
+{
+	return m->grads;
+}
+
+void
+nn_model_layer_params(const nn_model *m, int i, int64_t *kernel_off,
+					  int64_t *kernel_len, int64_t *bias_off, int64_t *bias_len)
+{
+	const nn_layer *l = &m->layers[i];
+
+	*kernel_off = l->w_off;
+	*kernel_len = l->w_len;
+	*bias_off = l->b_off;
+	*bias_len = l->b_len;
+}
+
+/* Sum sizes into *total with overflow checks; false on overflow. */
+static bool
+add_buffer(size_t *total, size_t count, size_t elem, int32_t batch)
+{
+	size_t		b;
+
+	return nn_size_mul(&b, count, elem) &&
+		nn_size_mul(&b, b, (size_t) batch) &&
+		nn_size_add(total, *total, b);
+}
+
+/* Per-sample im2col floats of a conv2d layer. */
+static size_t
+col_size(const nn_layer *l)
+{
+	return (size_t) l->out_shape[0] * l->out_shape[1] *
+		l->spec.kernel[0] * l->spec.kernel[1] * l->in_shape[2];
+}
+
+/* Size (and allocate) work buffers for batches of up to max_batch rows. */
+nn_status
+nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
+				 size_t max_bytes, nn_error *err)
+{
+	size_t		total = 0;
+	size_t		maxsz = 0;
+	bool		ok = true;
+	const nn_alloc *a = &m->alloc;
+	int32_t		B = max_batch;
+	nn_layer   *last = &m->layers[m->n_layers - 1];
+	nn_activation oact = nn_model_output_activation(m);
+	bool		want_logits = oact == NN_ACT_SOFTMAX || oact == NN_ACT_SIGMOID;
+
+	if (max_batch < 1)
+		return nn_fail(err, NN_ERR_SPEC, -1,
+					   "batch size must be positive, not %d", max_batch);
+	if (m->batch_cap >= max_batch && (m->train_cap || !training))
+		return NN_OK;
+
+	/* count first, so nothing is allocated over the budget */
+	for (int i = 0; i < m->n_layers && ok; i++)
+	{
+		nn_layer   *l = &m->layers[i];
+
+		maxsz = l->in_size > maxsz ? l->in_size : maxsz;
+		maxsz = l->out_size > maxsz ? l->out_size : maxsz;
+		if (!is_identity(l, training))
+			ok = add_buffer(&total, l->out_size, sizeof(float), B);
+		if (ok && l->spec.kind == NN_LAYER_CONV2D)
+			ok = add_buffer(&total, col_size(l), sizeof(float), B);
+		if (ok && training && l->spec.kind == NN_LAYER_MAXPOOL2D)
+			ok = add_buffer(&total, l->out_size, sizeof(int32_t), B);
+		if (ok && training && l->spec.kind == NN_LAYER_DROPOUT &&
+			!is_identity(l, true))
+			ok = add_buffer(&total, l->in_size, sizeof(float), B);
+	}
+	if (ok && want_logits)
+		ok = add_buffer(&total, last->out_size, sizeof(float), B);
+	if (ok && training)
+		ok = add_buffer(&total, maxsz, 2 * sizeof(float), B) &&
+			add_buffer(&total, last->out_size, sizeof(float), B);
+	if (!ok || (max_bytes > 0 && total > max_bytes))
+	{
+		nn_fail(err, NN_ERR_LIMIT, -1,
+				"batch size %d needs more memory than the limit of %zu bytes",
+				max_batch, max_bytes);
+		nn_detail(err, "Use a smaller batch size.");
+		return NN_ERR_LIMIT;
+	}
+
+	free_buffers(m);
+	for (int i = 0; i < m->n_layers && ok; i++)
+	{
+		nn_layer   *l = &m->layers[i];
+
+		if (!is_identity(l, training))
+			ok = (l->ybuf = nn_alloc_bytes(a, sizeof(float) * l->out_size * B)) != NULL;
+		if (ok && l->spec.kind == NN_LAYER_CONV2D)
+			ok = (l->col = nn_alloc_bytes(a, sizeof(float) * col_size(l) * B)) != NULL;
+		if (ok && training && l->spec.kind == NN_LAYER_MAXPOOL2D)
+			ok = (l->argmax = nn_alloc_bytes(a, sizeof(int32_t) * l->out_size * B)) != NULL;
+		if (ok && training && l->spec.kind == NN_LAYER_DROPOUT &&
+			!is_identity(l, true))
+			ok = (l->mask = nn_alloc_bytes(a, sizeof(float) * l->in_size * B)) != NULL;
+	}
+	if (ok && want_logits)
+		ok = (last->logits = nn_alloc_bytes(a, sizeof(float) * last->out_size * B)) != NULL;
+	if (ok && training)
+		ok = (m->dbuf[0] = nn_alloc_bytes(a, sizeof(float) * maxsz * B)) != NULL &&
+			(m->dbuf[1] = nn_alloc_bytes(a, sizeof(float) * maxsz * B)) != NULL &&
+			(m->dloss = nn_alloc_bytes(a, sizeof(float) * last->out_size * B)) != NULL;
+	if (!ok)
+	{
+		free_buffers(m);
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	}
+	m->batch_cap = max_batch;
+	m->train_cap = training;
+	m->max_size = maxsz;
+	return NN_OK;
+}
+
+static nn_status
+check_batch(const nn_model *m, int32_t n, bool training, nn_error *err)
+{
+	if (n < 1 || n > m->batch_cap || (training && !m->train_cap))
+		return nn_fail(err, NN_ERR_INTERNAL, -1,
+					   "batch of %d rows does not fit the prepared buffers (%d%s)",
+					   n, m->batch_cap, training && !m->train_cap ?
+					   ", inference only" : "");
+	return NN_OK;
+}
+
+/* Forward through layers [0, upto), returning the last output. */
+static const float *
+forward(nn_model *m, const float *x, int32_t n, int upto, bool training,
+		nn_rng *rng)
+{
+	const float *cur = x;
+
+	for (int i = 0; i < upto; i++)
+	{
+		nn_layer   *l = &m->layers[i];
+
+		l->x = cur;
+		nn_layer_forward(m, l, n, training, rng);
+		cur = l->y;
+	}
+	return cur;
+}
+
+/* Inference on n rows. */
+nn_status
+nn_model_predict(nn_model *m, float *out, const float *x, int32_t n,
+				 nn_error *err)
+{
+	nn_status	st;
+	const float *y;
+
+	if ((st = check_batch(m, n, false, err)) != NN_OK)
+		return st;
+	y = forward(m, x, n, m->n_layers, false, NULL);
+	memcpy(out, y, sizeof(float) * nn_model_output_size(m) * n);
+	return NN_OK;
+}
+
+/* Set optimizer, loss and class weights; keeps state of the same optimizer. */
+nn_status
+nn_model_set_training(nn_model *m, const nn_optimizer_spec *opt,
+					  nn_loss_kind loss, const float *class_weights,
+					  int32_t n_class_weights, nn_error *err)
+{
+	nn_status	st;
+	int32_t		ns;
+	const nn_alloc *a = &m->alloc;
+
+	if ((st = nn_optimizer_spec_check(opt, err)) != NN_OK)
+		return st;
+	if (loss < 1 || loss > NN_LOSS_MAX)
+		return nn_fail(err, NN_ERR_SPEC, -1, "unrecognized loss %d", (int) loss);
+	if (n_class_weights < 0 || (n_class_weights > 0 && class_weights == NULL))
+		return nn_fail(err, NN_ERR_SPEC, -1, "invalid class weights");
+	for (int32_t i = 0; i < n_class_weights; i++)
+		if (!(class_weights[i] >= 0.0f) || !isfinite(class_weights[i]))
+			return nn_fail(err, NN_ERR_SPEC, -1,
+						   "class weight %d must be a non-negative number", i);
+
+	ns = nn_optimizer_slots(opt->kind);
+	if (!m->training_set || m->opt.kind != opt->kind || m->n_slots != ns)
+	{
+		nn_free_bytes(a, m->slots[0]);
+		nn_free_bytes(a, m->slots[1]);
+		m->slots[0] = m->slots[1] = NULL;
+		m->n_slots = 0;
+		m->step = 0;
+		for (int32_t i = 0; i < ns; i++)
+		{
+			float		init = opt->kind == NN_OPT_ADAGRAD ?
+				opt->initial_accumulator : 0.0f;
+
+			m->slots[i] = nn_alloc_bytes(a, sizeof(float) * m->n_params);
+			if (m->slots[i] == NULL)
+				return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+			for (int64_t j = 0; j < m->n_params; j++)
+				m->slots[i][j] = init;
+		}
+		m->n_slots = ns;
+	}
+	nn_free_bytes(a, m->class_weights);
+	m->class_weights = NULL;
+	m->n_class_weights = 0;
+	if (n_class_weights > 0)
+	{
+		m->class_weights = nn_alloc_bytes(a, sizeof(float) * n_class_weights);
+		if (m->class_weights == NULL)
+			return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+		memcpy(m->class_weights, class_weights, sizeof(float) * n_class_weights);
+		m->n_class_weights = n_class_weights;
+	}
+	m->opt = *opt;
+	m->loss = loss;
+	m->training_set = true;
+	return NN_OK;
+}
+
+/* Forget optimizer state: the next set_training starts afresh. */
+void
+nn_model_reset_optimizer(nn_model *m)
+{
+	m->step = 0;
+	m->lr_scale = 1.0f;
+	for (int32_t i = 0; i < m->n_slots; i++)
+	{
+		float		init = m->opt.kind == NN_OPT_ADAGRAD ?
+			m->opt.initial_accumulator : 0.0f;
+
+		for (int64_t j = 0; j < m->n_params; j++)
+			m->slots[i][j] = init;
+	}
+}
+
+/* Forward, loss and backward of a batch; gradients into m->grads. */
+nn_status
+nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
+						   const float *y, int32_t n, nn_rng *rng,
+						   double *loss_sum, int64_t *correct, nn_error *err)
+{
+	nn_status	st;
+	nn_layer   *last = &m->layers[m->n_layers - 1];
+	nn_activation oact = nn_model_output_activation(m);
+	bool		fused;
+	double		batch_loss = 0.0;
+	float	   *dy;
+	int			first_trainable;
+
+	if (!m->training_set)
+		return nn_fail(err, NN_ERR_INTERNAL, -1, "training is not configured");
+	if ((st = check_batch(m, n, true, err)) != NN_OK)
+		return st;
+	fused = nn_loss_fused(m->loss, oact);
+
+	forward(m, x, n, m->n_layers, true, rng);
+	st = nn_loss_compute(m->loss, oact, m->dloss, last->y, last->logits, y, n,
+						 last->out_size, m->class_weights, m->n_class_weights,
+						 &batch_loss, correct, err);
+	if (st != NN_OK)
+	{
+		if (st == NN_ERR_NUMERIC)
+			nn_detail(err, "Lower the learning rate or rescale the inputs.");
+		return st;
+	}
+
+	/* input gradients are needed only above the first trainable layer */
+	first_trainable = m->n_layers;
+	for (int i = 0; i < m->n_layers; i++)
+		if (m->layers[i].w_len > 0 || m->layers[i].b_len > 0)
+		{
+			first_trainable = i;
+			break;
+		}
+
+	dy = m->dloss;
+	for (int i = m->n_layers - 1; i >= 0; i--)
+	{
+		nn_layer   *l = &m->layers[i];
+		bool		need_dx = dx_out != NULL || i > first_trainable;
+		float	   *dx = NULL;
+
+		if (!need_dx && i < first_trainable)
+			break;
+		if (l->y == l->x)		/* identity: the gradient passes through */
+		{
+			if (i == 0 && dx_out)
+				memcpy(dx_out, dy, sizeof(float) * l->in_size * n);
+			continue;
+		}
+		if (need_dx)
+			dx = i == 0 ? dx_out : (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]);
+		nn_layer_backward(m, l, dx, dy, n, fused && l == last);
+		dy = dx;
+	}
+
+	m->penalty = nn_penalty_grads(m);
+	for (int64_t i = 0; i < m->n_params; i++)
+		if (!isfinite(m->grads[i]))
+		{
+			nn_fail(err, NN_ERR_NUMERIC, -1, "gradient is not finite");
+			nn_detail(err, "Lower the learning rate or rescale the inputs.");
+			return NN_ERR_NUMERIC;
+		}
+	*loss_sum += batch_loss + m->penalty * n;
+	return NN_OK;
+}
+
+/* One optimizer step on the last computed gradients. */
+nn_status
+nn_model_apply_gradients(nn_model *m, nn_error *err)
+{
+	if (!m->training_set)
+		return nn_fail(err, NN_ERR_INTERNAL, -1, "training is not configured");
+	nn_optimizer_step(m);
+	return NN_OK;
+}
+
+/* One training step on a mini-batch. */
+nn_status
+nn_model_train_batch(nn_model *m, const float *x, const float *y, int32_t n,
+					 nn_rng *rng, double *loss_sum, int64_t *correct,
+					 nn_error *err)
+{
+	nn_status	st;
+
+	st = nn_model_compute_gradients(m, NULL, x, y, n, rng, loss_sum, correct,
+									err);
+	if (st != NN_OK)
+		return st;
+	return nn_model_apply_gradients(m, err);
+}
+
+/* Loss and accuracy of a batch, without training. */
+nn_status
+nn_model_evaluate_batch(nn_model *m, float *pred_out, const float *x,
+						const float *y, int32_t n, nn_loss_kind loss,
+						const float *class_weights, int32_t n_class_weights,
+						double *loss_sum, int64_t *correct, nn_error *err)
+{
+	nn_status	st;
+	nn_layer   *last = &m->layers[m->n_layers - 1];
+	const float *out;
+
+	if ((st = check_batch(m, n, false, err)) != NN_OK)
+		return st;
+	if (loss < 1 || loss > NN_LOSS_MAX)
+		return nn_fail(err, NN_ERR_SPEC, -1, "unrecognized loss %d", (int) loss);
+	out = forward(m, x, n, m->n_layers, false, NULL);
+	st = nn_loss_compute(loss, nn_model_output_activation(m), NULL, out,
+						 last->logits, y, n, last->out_size, class_weights,
+						 n_class_weights, loss_sum, correct, err);
+	if (st != NN_OK)
+		return st;
+	if (pred_out)
+		memcpy(pred_out, out, sizeof(float) * last->out_size * n);
+	return NN_OK;
+}
+
+float
+nn_model_current_lr(const nn_model *m)
+{
+	return nn_schedule_lr(&m->opt, m->step) * m->lr_scale;
+}
+
+void
+nn_model_scale_lr(nn_model *m, float factor)
+{
+	m->lr_scale *= factor;
+}
+
+int64_t
+nn_model_step_count(const nn_model *m)
+{
+	return m->step;
+}
+
+/* ---------- normalize adaptation ---------- */
+
+static int
+pending_normalize(const nn_model *m)
+{
+	for (int i = 0; i < m->n_layers; i++)
+		if (m->layers[i].spec.kind == NN_LAYER_NORMALIZE && !m->layers[i].adapted)
+			return i;
+	return -1;
+}
+
+bool
+nn_model_needs_adapt(const nn_model *m)
+{
+	return pending_normalize(m) >= 0;
+}
+
+/*
+ * Accumulate per-channel sums for the first normalize layer not yet
+ * adapted, from its input (the rows forwarded through earlier layers).
+ * Several normalize layers adapt one pass over the data each.
+ */
+nn_status
+nn_model_adapt_batch(nn_model *m, const float *x, int32_t n, nn_error *err)
+{
+	int			i = pending_normalize(m);
+	nn_layer   *l;
+	const float *in;
+	nn_status	st;
+	int32_t		C;
+
+	if (i < 0)
+		return NN_OK;
+	if ((st = check_batch(m, n, false, err)) != NN_OK)
+		return st;
+	l = &m->layers[i];
+	C = l->channels;
+	if (l->acc == NULL)
+	{
+		l->acc = nn_alloc_bytes(&m->alloc, sizeof(double) * 2 * C);
+		if (l->acc == NULL)
+			return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+		memset(l->acc, 0, sizeof(double) * 2 * C);
+		l->acc_n = 0;
+	}
+	in = forward(m, x, n, i, false, NULL);
+	for (size_t r = 0; r < l->in_size * n; r += C)
+		for (int32_t c = 0; c < C; c++)
+		{
+			double		v = in[r + c];
+
+			l->acc[c] += v;
+			l->acc[C + c] += v * v;
+		}
+	l->acc_n += (int64_t) (l->in_size / C) * n;
+	return NN_OK;
+}
+
+/* Freeze the statistics of the layer being adapted. */
+nn_status
+nn_model_adapt_finish(nn_model *m, nn_error *err)
+{
+	int			i = pending_normalize(m);
+	nn_layer   *l;
+	float	   *mean;
+
+	if (i < 0)
+		return NN_OK;
+	l = &m->layers[i];
+	if (l->acc == NULL || l->acc_n == 0)
+		return nn_fail(err, NN_ERR_DATA, i,
+					   "layer %d (normalize): no rows to adapt to", i + 1);
+	mean = m->state + l->s_off;
+	for (int32_t c = 0; c < l->channels; c++)
+	{
+		double		mu = l->acc[c] / l->acc_n;
+		double		var = l->acc[l->channels + c] / l->acc_n - mu * mu;
+
+		mean[c] = (float) mu;
+		mean[l->channels + c] = (float) (var > 0.0 ? var : 0.0);
+	}
+	nn_free_bytes(&m->alloc, l->acc);
+	l->acc = NULL;
+	l->adapted = true;
+	return NN_OK;
+}

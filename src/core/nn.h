@@ -1,0 +1,373 @@
+/*
+ * nn.h: public interface of the nnpg math core.
+ *
+ * The core is plain C99 over float32 with libm and CBLAS (OpenBLAS) only: no
+ * PostgreSQL header, no globals, no I/O.  The PostgreSQL glue (src/pg/) and
+ * the unit tests, fuzzers and benchmarks (test/) are its only callers.
+ *
+ * Layout: every tensor is batch-major and each sample is contiguous.  Images
+ * are (H, W, C), channels last, as Keras; a flat vector is (N).  A batch of
+ * inputs is therefore (B, in_size) floats, whatever the input rank.
+ *
+ * Errors: every fallible function returns an nn_status and fills an nn_error
+ * with a message in PostgreSQL style (lowercase, no final period).  Nothing
+ * here prints, asserts on user input, exits or aborts.
+ *
+ * Memory: all allocation goes through the caller's nn_alloc, so the glue can
+ * bind it to a memory context; buffers are sized once per model and batch
+ * size (nn_model_prepare), never per sample or batch.
+ */
+#ifndef NN_H
+#define NN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NN_MAX_RANK		3		/* (H, W, C) at most */
+#define NN_MAX_LAYERS	256
+#define NN_ERRMSG_LEN	256
+
+typedef enum nn_status
+{
+	NN_OK = 0,
+	NN_ERR_SPEC,				/* bad layer spec or option: 22023 */
+	NN_ERR_DATA,				/* bad data (length, NaN, label): 22000 */
+	NN_ERR_NUMERIC,				/* loss or gradient became NaN/Inf: 2200H-ish, 22000 class */
+	NN_ERR_LIMIT,				/* over the byte budget or size overflow: 54000 */
+	NN_ERR_MEMORY,				/* allocator returned NULL: 53200 */
+	NN_ERR_CORRUPT,				/* bad model bytes: XX001 */
+	NN_ERR_INTERNAL				/* cannot happen */
+} nn_status;
+
+typedef struct nn_error
+{
+	nn_status	status;
+	int			layer;			/* 0-based layer index, or -1 */
+	char		message[NN_ERRMSG_LEN];
+	char		detail[NN_ERRMSG_LEN];	/* full sentence, or empty */
+} nn_error;
+
+/* Allocation hooks: alloc returns NULL on failure; memory need not be zeroed. */
+typedef struct nn_alloc
+{
+	void	   *(*alloc) (void *ctx, size_t size);
+	void		(*free) (void *ctx, void *ptr);
+	void	   *ctx;
+} nn_alloc;
+
+/* The default allocator: malloc/free (tests, fuzzers, benchmarks). */
+extern const nn_alloc nn_malloc_alloc;
+
+/* CRC-32C over bytes, chained: crc = fn(crc, data, len); start ~0, finish ~crc. */
+typedef uint32_t (*nn_crc32c_fn) (uint32_t crc, const void *data, size_t len);
+
+/* ---------- random numbers (xoshiro256**, seeded by splitmix64) ---------- */
+
+typedef struct nn_rng
+{
+	uint64_t	s[4];
+} nn_rng;
+
+void		nn_rng_seed(nn_rng *rng, uint64_t seed);
+uint64_t	nn_rng_next(nn_rng *rng);
+float		nn_rng_uniform(nn_rng *rng);	/* [0, 1) */
+uint64_t	nn_rng_below(nn_rng *rng, uint64_t n); /* [0, n), unbiased */
+void		nn_rng_shuffle(nn_rng *rng, uint32_t *idx, size_t n);
+
+/* ---------- model spec ---------- */
+
+typedef enum nn_layer_kind
+{
+	NN_LAYER_DENSE = 1,
+	NN_LAYER_CONV2D,
+	NN_LAYER_MAXPOOL2D,
+	NN_LAYER_AVGPOOL2D,
+	NN_LAYER_FLATTEN,
+	NN_LAYER_RESHAPE,
+	NN_LAYER_DROPOUT,
+	NN_LAYER_ACTIVATION,
+	NN_LAYER_RESCALE,
+	NN_LAYER_NORMALIZE
+} nn_layer_kind;
+
+#define NN_LAYER_KIND_MAX NN_LAYER_NORMALIZE
+
+typedef enum nn_activation
+{
+	NN_ACT_LINEAR = 0,
+	NN_ACT_RELU,
+	NN_ACT_LEAKY_RELU,			/* alpha = 0.3 as Keras unless given */
+	NN_ACT_ELU,					/* alpha = 1.0 */
+	NN_ACT_SIGMOID,
+	NN_ACT_TANH,
+	NN_ACT_SOFTMAX				/* over the last axis */
+} nn_activation;
+
+#define NN_ACT_MAX NN_ACT_SOFTMAX
+
+/*
+ * One layer as the user specified it.  Fields a kind does not use are zero.
+ * nn_layer_spec_init() fills Keras's defaults for a kind; the glue then sets
+ * what the user gave and nn_model_create() validates everything.
+ */
+typedef struct nn_layer_spec
+{
+	nn_layer_kind kind;
+	nn_activation activation;	/* dense, conv2d, activation */
+	float		alpha;			/* leaky_relu / elu slope */
+	int32_t		units;			/* dense */
+	int32_t		filters;		/* conv2d */
+	int32_t		kernel[2];		/* conv2d kernel_size, pool pool_size (h, w) */
+	int32_t		strides[2];		/* conv2d default 1; pools default pool size */
+	bool		same_padding;	/* conv2d, pools: 'same' rather than 'valid' */
+	bool		use_bias;		/* dense, conv2d; default true */
+	int32_t		shape_rank;		/* reshape */
+	int32_t		shape[NN_MAX_RANK];
+	float		rate;			/* dropout */
+	float		scale;			/* rescale: y = x * scale + offset */
+	float		offset;
+	float		l1;				/* dense, conv2d kernel penalties */
+	float		l2;
+	float		epsilon;		/* normalize: variance floor, default 1e-7 */
+} nn_layer_spec;
+
+typedef struct nn_model_spec
+{
+	int32_t		n_layers;
+	nn_layer_spec *layers;
+	int32_t		input_rank;		/* 1..3 */
+	int32_t		input_shape[NN_MAX_RANK];
+} nn_model_spec;
+
+/* Names <-> enums; return 0 / -1 on an unrecognized name. */
+const char *nn_layer_kind_name(nn_layer_kind kind);
+int			nn_layer_kind_from_name(const char *name, nn_layer_kind *kind);
+const char *nn_activation_name(nn_activation act);
+int			nn_activation_from_name(const char *name, nn_activation *act);
+void		nn_layer_spec_init(nn_layer_spec *spec, nn_layer_kind kind);
+
+/* ---------- losses and optimizers ---------- */
+
+typedef enum nn_loss_kind
+{
+	NN_LOSS_MSE = 1,
+	NN_LOSS_MAE,
+	NN_LOSS_HUBER,				/* delta = 1 */
+	NN_LOSS_BINARY_CE,
+	NN_LOSS_CATEGORICAL_CE,
+	NN_LOSS_SPARSE_CATEGORICAL_CE
+} nn_loss_kind;
+
+#define NN_LOSS_MAX NN_LOSS_SPARSE_CATEGORICAL_CE
+
+const char *nn_loss_name(nn_loss_kind kind);
+int			nn_loss_from_name(const char *name, nn_loss_kind *kind);
+
+/* True when targets are one class index per row rather than a vector. */
+bool		nn_loss_sparse_target(nn_loss_kind kind);
+/* True when the loss is a classification loss (accuracy is reported). */
+bool		nn_loss_is_classification(nn_loss_kind kind);
+
+typedef enum nn_optimizer_kind
+{
+	NN_OPT_SGD = 1,
+	NN_OPT_MOMENTUM,
+	NN_OPT_NESTEROV,
+	NN_OPT_ADAGRAD,
+	NN_OPT_RMSPROP,
+	NN_OPT_ADAM,
+	NN_OPT_ADAMW
+} nn_optimizer_kind;
+
+#define NN_OPT_MAX NN_OPT_ADAMW
+
+const char *nn_optimizer_name(nn_optimizer_kind kind);
+int			nn_optimizer_from_name(const char *name, nn_optimizer_kind *kind);
+
+typedef enum nn_schedule_kind
+{
+	NN_SCHED_CONSTANT = 0,
+	NN_SCHED_STEP,				/* lr * rate ^ floor(step / steps) */
+	NN_SCHED_EXPONENTIAL		/* lr * rate ^ (step / steps) */
+} nn_schedule_kind;
+
+/* Optimizer settings; nn_optimizer_spec_init() fills Keras's defaults. */
+typedef struct nn_optimizer_spec
+{
+	nn_optimizer_kind kind;
+	float		learning_rate;	/* 0.001 (adam) / 0.01 (sgd...) */
+	float		momentum;		/* momentum, nesterov: 0.9; rmsprop: 0 */
+	float		beta1;			/* 0.9 */
+	float		beta2;			/* 0.999 */
+	float		epsilon;		/* 1e-7 as Keras */
+	float		rho;			/* rmsprop: 0.9 */
+	float		weight_decay;	/* adamw: 0.004 as Keras */
+	float		initial_accumulator;	/* adagrad: 0.1 */
+	float		clipnorm;		/* > 0: clip the global gradient norm */
+	float		clipvalue;		/* > 0: clip each gradient element */
+	nn_schedule_kind schedule;
+	float		decay_rate;
+	int64_t		decay_steps;
+} nn_optimizer_spec;
+
+void		nn_optimizer_spec_init(nn_optimizer_spec *spec, nn_optimizer_kind kind,
+								   float learning_rate);
+/* Validate settings; the error names the option. */
+nn_status	nn_optimizer_spec_check(const nn_optimizer_spec *spec, nn_error *err);
+
+/* ---------- the model ---------- */
+
+typedef struct nn_model nn_model;
+
+/*
+ * Build a model from a spec: validate every layer (errors name the layer
+ * index and option), infer shapes, check that parameters plus optimizer
+ * slots fit in max_bytes (0: no limit) before allocating, and initialise
+ * weights as Keras does (Glorot-uniform kernels, zero biases) from seed.
+ */
+nn_status	nn_model_create(nn_model **out, const nn_model_spec *spec,
+							uint64_t seed, size_t max_bytes,
+							const nn_alloc *alloc, nn_error *err);
+void		nn_model_free(nn_model *model);
+
+/* Validate a spec and infer shapes without allocating weights. */
+nn_status	nn_spec_check(const nn_model_spec *spec, nn_error *err);
+
+/* The spec the model was built from (owned by the model). */
+const nn_model_spec *nn_model_get_spec(const nn_model *model);
+size_t		nn_model_input_size(const nn_model *model);
+size_t		nn_model_output_size(const nn_model *model);
+int64_t		nn_model_param_count(const nn_model *model);
+/* Activation of the last layer that has one (for loss inference). */
+nn_activation nn_model_output_activation(const nn_model *model);
+
+typedef struct nn_layer_info
+{
+	nn_layer_kind kind;
+	int32_t		rank;
+	int32_t		shape[NN_MAX_RANK];		/* output shape */
+	int64_t		params;
+} nn_layer_info;
+
+void		nn_model_layer_info(const nn_model *model, int layer, nn_layer_info *info);
+
+/*
+ * Size the work buffers for batches of up to max_batch rows (training
+ * buffers too when training).  Checks max_bytes (0: no limit) first.
+ * Called once per fit or prediction run; calling again with a batch no
+ * larger and the same mode is free.
+ */
+nn_status	nn_model_prepare(nn_model *model, int32_t max_batch, bool training,
+							 size_t max_bytes, nn_error *err);
+
+/* Inference: out (n, out_size) from x (n, in_size), n <= prepared batch. */
+nn_status	nn_model_predict(nn_model *model, float *out, const float *x,
+							 int32_t n, nn_error *err);
+
+/*
+ * Training configuration; must be set before nn_model_train_batch.  Keeps
+ * optimizer state across calls (and across serialize/deserialize when the
+ * bytes include it).  class_weights (n_class_weights floats, copied) weight
+ * each row by its target class; NULL for none.
+ */
+nn_status	nn_model_set_training(nn_model *model, const nn_optimizer_spec *opt,
+								  nn_loss_kind loss, const float *class_weights,
+								  int32_t n_class_weights, nn_error *err);
+
+/* Discard optimizer state (step count and slots). */
+void		nn_model_reset_optimizer(nn_model *model);
+
+/*
+ * One optimizer step on a mini-batch.  x (n, in_size); y is (n) class
+ * indices stored as floats for sparse losses, else (n, out_size).
+ * Reports the mean (weighted) loss, summed over rows in *loss_sum, and the
+ * number of correctly classified rows in *correct (classification only).
+ * Dropout masks come from rng.
+ */
+nn_status	nn_model_train_batch(nn_model *model, const float *x, const float *y,
+								 int32_t n, nn_rng *rng, double *loss_sum,
+								 int64_t *correct, nn_error *err);
+
+/*
+ * Loss and correct count of a batch without training (evaluation).  The
+ * model must have been prepared with a batch >= n.  pred_out, when not NULL,
+ * receives the (n, out_size) predictions.
+ */
+nn_status	nn_model_evaluate_batch(nn_model *model, float *pred_out,
+									const float *x, const float *y, int32_t n,
+									nn_loss_kind loss, const float *class_weights,
+									int32_t n_class_weights,
+									double *loss_sum, int64_t *correct,
+									nn_error *err);
+
+/* Current learning rate after the schedule; lr multiplier for plateaus. */
+float		nn_model_current_lr(const nn_model *model);
+void		nn_model_scale_lr(nn_model *model, float factor);
+int64_t		nn_model_step_count(const nn_model *model);
+
+/* ---------- introspection (tests, gradient checks) ---------- */
+
+/* Flat parameter vector (nn_model_param_count floats), writable. */
+float	   *nn_model_params(nn_model *model);
+/* Gradients of the last nn_model_compute_gradients, same layout. */
+const float *nn_model_grads(const nn_model *model);
+
+/*
+ * Where layer i's tensors live in the flat vector: offsets and lengths of
+ * its kernel (or normalize mean) and bias (or normalize variance); -1/0 when
+ * absent.  Dense kernels are (in, units); conv2d kernels (KH, KW, C, F), as
+ * Keras.
+ */
+void		nn_model_layer_params(const nn_model *model, int layer,
+								  int64_t *kernel_off, int64_t *kernel_len,
+								  int64_t *bias_off, int64_t *bias_len);
+
+/*
+ * Forward and backward without an optimizer step: fills the gradients of
+ * the mean loss (penalties included) and, when dx_out is not NULL, the
+ * input gradient (n, in_size).  Needs nn_model_set_training and a training
+ * nn_model_prepare.  Same reporting as nn_model_train_batch.
+ */
+nn_status	nn_model_compute_gradients(nn_model *model, float *dx_out,
+									   const float *x, const float *y,
+									   int32_t n, nn_rng *rng,
+									   double *loss_sum, int64_t *correct,
+									   nn_error *err);
+/* The optimizer step on the gradients computed last. */
+nn_status	nn_model_apply_gradients(nn_model *model, nn_error *err);
+
+/* ---------- normalize layers: statistics adapted once from data ---------- */
+
+/* True when the model has normalize layers that have not been adapted. */
+bool		nn_model_needs_adapt(const nn_model *model);
+/* Accumulate statistics from a batch of inputs (call for all training rows). */
+nn_status	nn_model_adapt_batch(nn_model *model, const float *x, int32_t n,
+								 nn_error *err);
+/* Freeze the statistics; with no rows seen, an error. */
+nn_status	nn_model_adapt_finish(nn_model *model, nn_error *err);
+
+/* ---------- model bytes (format in doc/model-format.md) ---------- */
+
+/* Exact size of the serialized model, with or without optimizer state. */
+size_t		nn_model_serialized_size(const nn_model *model, bool with_optimizer);
+/* Write into buf (len >= nn_model_serialized_size()). */
+nn_status	nn_model_serialize(const nn_model *model, uint8_t *buf, size_t len,
+							   bool with_optimizer, nn_crc32c_fn crc,
+							   nn_error *err);
+/*
+ * Read and validate model bytes: magic, version, checksum, every length and
+ * shape, before allocating; rejects anything truncated, corrupted or larger
+ * than max_bytes once loaded (0: no limit).
+ */
+nn_status	nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
+								 size_t max_bytes, const nn_alloc *alloc,
+								 nn_crc32c_fn crc, nn_error *err);
+
+/* ---------- threads ---------- */
+
+/* Threads for the math kernels (OpenBLAS); n >= 1. */
+void		nn_set_threads(int n);
+int			nn_get_threads(void);
+
+#endif							/* NN_H */

@@ -1,0 +1,124 @@
+/*
+ * nn_internal.h: structures and kernels shared by the core's own files.
+ *
+ * Not part of the public interface (nn.h).  A model is an array of layers
+ * over one flat parameter vector; every layer's work buffers are sized by
+ * nn_model_prepare() for the largest batch.
+ */
+#ifndef NN_INTERNAL_H
+#define NN_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "nn.h"
+
+/* One layer of a built model. */
+typedef struct nn_layer
+{
+	nn_layer_spec spec;
+	int32_t		in_rank;
+	int32_t		in_shape[NN_MAX_RANK];
+	int32_t		out_rank;
+	int32_t		out_shape[NN_MAX_RANK];
+	size_t		in_size;		/* floats per sample */
+	size_t		out_size;
+	/* conv2d / pools: geometry resolved from the spec */
+	int32_t		pad_top;
+	int32_t		pad_left;
+	/* trainable tensors in the model's flat vector (-1: none) */
+	int64_t		w_off;
+	int64_t		w_len;
+	int64_t		b_off;
+	int64_t		b_len;
+	/* normalize: per-channel statistics in the model's state vector */
+	int64_t		s_off;			/* mean at s_off, variance at s_off + C */
+	int32_t		channels;
+	bool		adapted;
+	double	   *acc;			/* (3, C): count-free Welford sums while adapting */
+	int64_t		acc_n;
+	/* forward results of the last batch */
+	const float *x;				/* input (B, in_size), not owned */
+	float	   *y;				/* output (B, out_size): own buffer or x */
+	float	   *ybuf;			/* own output buffer, NULL for identity layers */
+	float	   *logits;			/* last layer, softmax/sigmoid: pre-activation */
+	float	   *col;			/* conv2d: im2col (B*OH*OW, KH*KW*C) */
+	int32_t    *argmax;			/* maxpool2d: (B, out_size) input offsets */
+	float	   *mask;			/* dropout: (B, in_size) scaled keep mask */
+} nn_layer;
+
+struct nn_model
+{
+	nn_alloc	alloc;
+	nn_model_spec spec;			/* layers array owned */
+	nn_layer   *layers;
+	int32_t		n_layers;
+	int64_t		n_params;
+	float	   *params;
+	float	   *grads;
+	float	   *slots[2];		/* optimizer state, n_params each */
+	int32_t		n_slots;
+	int64_t		n_state;		/* non-trainable values (normalize) */
+	float	   *state;
+	/* work buffers */
+	int32_t		batch_cap;
+	bool		train_cap;
+	float	   *dbuf[2];		/* (B, max size) gradient ping-pong */
+	float	   *dloss;			/* (B, out_size) */
+	size_t		max_size;
+	/* training configuration */
+	bool		training_set;
+	nn_optimizer_spec opt;
+	nn_loss_kind loss;
+	float	   *class_weights;
+	int32_t		n_class_weights;
+	int64_t		step;
+	float		lr_scale;		/* reduce-on-plateau multiplier */
+	double		penalty;		/* L1/L2 of the last gradient computation */
+};
+
+/* errors */
+nn_status	nn_fail(nn_error *err, nn_status status, int layer,
+					const char *fmt,...) __attribute__((format(printf, 4, 5)));
+void		nn_detail(nn_error *err, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+
+/* checked size arithmetic: false on overflow */
+bool		nn_size_mul(size_t *out, size_t a, size_t b);
+bool		nn_size_add(size_t *out, size_t a, size_t b);
+
+/* allocation through the model's hooks */
+void	   *nn_alloc_bytes(const nn_alloc *a, size_t size);
+void		nn_free_bytes(const nn_alloc *a, void *p);
+
+/* activations over rows of width k (softmax is per row) */
+void		nn_act_forward(nn_activation act, float alpha, float *y,
+						   const float *x, size_t rows, size_t k);
+/* dz = dy * f'(.) given the output y; in place allowed */
+void		nn_act_backward(nn_activation act, float alpha, float *dz,
+							const float *dy, const float *y, size_t rows,
+							size_t k);
+
+/* layer geometry and kernels (layers.c) */
+nn_status	nn_layer_infer(nn_layer *l, int index, nn_error *err);
+void		nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+							 nn_rng *rng);
+/* dx may be NULL when the input gradient is not needed */
+void		nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy,
+							  int32_t n, bool fused);
+void		nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng);
+
+/* losses (loss.c): value and gradient w.r.t. the output (or logits if fused) */
+bool		nn_loss_fused(nn_loss_kind loss, nn_activation out_act);
+nn_status	nn_loss_compute(nn_loss_kind loss, nn_activation out_act,
+							float *dout, const float *y, const float *logits,
+							const float *t, int32_t n, size_t k,
+							const float *class_weights, int32_t n_cw,
+							double *loss_sum, int64_t *correct, nn_error *err);
+
+/* optimizer (optim.c) */
+int32_t		nn_optimizer_slots(nn_optimizer_kind kind);
+float		nn_schedule_lr(const nn_optimizer_spec *opt, int64_t step);
+void		nn_optimizer_step(nn_model *m);
+double		nn_penalty_grads(nn_model *m);
+
+#endif							/* NN_INTERNAL_H */

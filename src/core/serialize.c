@@ -1,0 +1,533 @@
+/*
+ * serialize.c: model bytes.  The format is documented in
+ * doc/model-format.md; in short, little-endian throughout:
+ *
+ *   header   magic "NNPGMODL", u32 format version, u32 flags, u64 total length
+ *   spec     u32 input rank, 3 x i32 input shape, u32 layer count,
+ *            per layer a fixed record of its options (LAYER_RECORD bytes)
+ *   tensors  u32 count; per tensor u32 layer, u32 role, u32 rank,
+ *            4 x u32 dims, then its float32 values
+ *   optimizer (flag bit 0) settings, loss, step, lr scale, class weights,
+ *            then the slot vectors as tensors
+ *   trailer  u32 CRC-32C of every byte before it
+ *
+ * The reader checks the magic, version, length and checksum first, then
+ * every count and shape against the spec rebuilt from the bytes and against
+ * the bytes remaining, before it allocates anything; every float must be
+ * finite.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn_internal.h"
+
+#define NN_MAGIC		"NNPGMODL"
+#define NN_FORMAT_VERSION 1
+#define FLAG_OPTIMIZER	1u
+#define HEADER_BYTES	24
+#define LAYER_FIELDS	22
+#define LAYER_RECORD	(LAYER_FIELDS * 4)
+#define TENSOR_HEAD		(7 * 4)
+
+enum tensor_role
+{
+	ROLE_KERNEL = 0,
+	ROLE_BIAS,
+	ROLE_MEAN,
+	ROLE_VARIANCE,
+	ROLE_SLOT
+};
+
+nn_status	nn_model_build(nn_model **out, const nn_model_spec *spec,
+						   size_t max_bytes, const nn_alloc *alloc,
+						   nn_error *err);
+
+/* ---------- little-endian writer ---------- */
+
+typedef struct writer
+{
+	uint8_t    *p;
+} writer;
+
+static void
+put_u32(writer *w, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		*w->p++ = (uint8_t) (v >> (8 * i));
+}
+
+static void
+put_u64(writer *w, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		*w->p++ = (uint8_t) (v >> (8 * i));
+}
+
+static void
+put_f32(writer *w, float f)
+{
+	uint32_t	v;
+
+	memcpy(&v, &f, 4);
+	put_u32(w, v);
+}
+
+static void
+put_tensor(writer *w, uint32_t layer, uint32_t role, const float *data,
+		   int64_t n)
+{
+	put_u32(w, layer);
+	put_u32(w, role);
+	put_u32(w, 1);
+	put_u32(w, (uint32_t) n);
+	put_u32(w, 0);
+	put_u32(w, 0);
+	put_u32(w, 0);
+	for (int64_t i = 0; i < n; i++)
+		put_f32(w, data[i]);
+}
+
+/* ---------- bounds-checked reader ---------- */
+
+typedef struct reader
+{
+	const uint8_t *p;
+	const uint8_t *end;
+	bool		ok;
+} reader;
+
+static bool
+need(reader *r, size_t n)
+{
+	if (!r->ok || (size_t) (r->end - r->p) < n)
+		r->ok = false;
+	return r->ok;
+}
+
+static uint32_t
+get_u32(reader *r)
+{
+	uint32_t	v = 0;
+
+	if (!need(r, 4))
+		return 0;
+	for (int i = 0; i < 4; i++)
+		v |= (uint32_t) r->p[i] << (8 * i);
+	r->p += 4;
+	return v;
+}
+
+static uint64_t
+get_u64(reader *r)
+{
+	uint64_t	v = 0;
+
+	if (!need(r, 8))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t) r->p[i] << (8 * i);
+	r->p += 8;
+	return v;
+}
+
+static float
+get_f32(reader *r)
+{
+	uint32_t	v = get_u32(r);
+	float		f;
+
+	memcpy(&f, &v, 4);
+	return f;
+}
+
+/* ---------- layout ---------- */
+
+/* Tensors written: kernels and biases, normalize statistics. */
+static uint32_t
+tensor_count(const nn_model *m)
+{
+	uint32_t	n = 0;
+
+	for (int i = 0; i < m->n_layers; i++)
+	{
+		const nn_layer *l = &m->layers[i];
+
+		n += (l->w_len > 0) + (l->b_len > 0) +
+			(l->spec.kind == NN_LAYER_NORMALIZE ? 2 : 0);
+	}
+	return n;
+}
+
+/* Bytes needed; with_optimizer only when training state exists. */
+size_t
+nn_model_serialized_size(const nn_model *m, bool with_optimizer)
+{
+	size_t		n = HEADER_BYTES + 4 + 12 + 4 + (size_t) m->n_layers * LAYER_RECORD;
+
+	n += 4 + (size_t) tensor_count(m) * TENSOR_HEAD;
+	n += ((size_t) m->n_params + (size_t) m->n_state) * 4;
+	if (with_optimizer && m->training_set)
+	{
+		/* kind, 10 floats, schedule, rate, steps, loss, lr scale, step */
+		n += 4 + 10 * 4 + 4 + 4 + 8 + 4 + 4 + 8;
+		n += 4 + (size_t) m->n_class_weights * 4;
+		n += 4 + (size_t) m->n_slots * (TENSOR_HEAD + (size_t) m->n_params * 4);
+	}
+	return n + 4;
+}
+
+static void
+put_layer(writer *w, const nn_layer_spec *s, bool adapted)
+{
+	put_u32(w, (uint32_t) s->kind);
+	put_u32(w, (uint32_t) s->activation);
+	put_f32(w, s->alpha);
+	put_u32(w, (uint32_t) s->units);
+	put_u32(w, (uint32_t) s->filters);
+	put_u32(w, (uint32_t) s->kernel[0]);
+	put_u32(w, (uint32_t) s->kernel[1]);
+	put_u32(w, (uint32_t) s->strides[0]);
+	put_u32(w, (uint32_t) s->strides[1]);
+	put_u32(w, s->same_padding);
+	put_u32(w, s->use_bias);
+	put_u32(w, (uint32_t) s->shape_rank);
+	for (int i = 0; i < NN_MAX_RANK; i++)
+		put_u32(w, (uint32_t) s->shape[i]);
+	put_f32(w, s->rate);
+	put_f32(w, s->scale);
+	put_f32(w, s->offset);
+	put_f32(w, s->l1);
+	put_f32(w, s->l2);
+	put_f32(w, s->epsilon);
+	put_u32(w, adapted);
+}
+
+/* Serialize into buf; len must be nn_model_serialized_size(). */
+nn_status
+nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
+				   bool with_optimizer, nn_crc32c_fn crc, nn_error *err)
+{
+	writer		w = {buf};
+	bool		opt = with_optimizer && m->training_set;
+	size_t		need_len = nn_model_serialized_size(m, with_optimizer);
+	uint32_t	c;
+
+	if (len < need_len)
+		return nn_fail(err, NN_ERR_INTERNAL, -1,
+					   "serialization buffer of %zu bytes is too small for %zu",
+					   len, need_len);
+	memcpy(w.p, NN_MAGIC, 8);
+	w.p += 8;
+	put_u32(&w, NN_FORMAT_VERSION);
+	put_u32(&w, opt ? FLAG_OPTIMIZER : 0);
+	put_u64(&w, need_len);
+
+	put_u32(&w, (uint32_t) m->spec.input_rank);
+	for (int i = 0; i < NN_MAX_RANK; i++)
+		put_u32(&w, (uint32_t) (i < m->spec.input_rank ? m->spec.input_shape[i] : 0));
+	put_u32(&w, (uint32_t) m->n_layers);
+	for (int i = 0; i < m->n_layers; i++)
+		put_layer(&w, &m->layers[i].spec, m->layers[i].adapted);
+
+	put_u32(&w, tensor_count(m));
+	for (int i = 0; i < m->n_layers; i++)
+	{
+		const nn_layer *l = &m->layers[i];
+
+		if (l->w_len > 0)
+			put_tensor(&w, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
+		if (l->b_len > 0)
+			put_tensor(&w, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
+		if (l->spec.kind == NN_LAYER_NORMALIZE)
+		{
+			put_tensor(&w, i, ROLE_MEAN, m->state + l->s_off, l->channels);
+			put_tensor(&w, i, ROLE_VARIANCE, m->state + l->s_off + l->channels,
+					   l->channels);
+		}
+	}
+
+	if (opt)
+	{
+		const nn_optimizer_spec *o = &m->opt;
+
+		put_u32(&w, (uint32_t) o->kind);
+		put_f32(&w, o->learning_rate);
+		put_f32(&w, o->momentum);
+		put_f32(&w, o->beta1);
+		put_f32(&w, o->beta2);
+		put_f32(&w, o->epsilon);
+		put_f32(&w, o->rho);
+		put_f32(&w, o->weight_decay);
+		put_f32(&w, o->initial_accumulator);
+		put_f32(&w, o->clipnorm);
+		put_f32(&w, o->clipvalue);
+		put_u32(&w, (uint32_t) o->schedule);
+		put_f32(&w, o->decay_rate);
+		put_u64(&w, (uint64_t) o->decay_steps);
+		put_u32(&w, (uint32_t) m->loss);
+		put_f32(&w, m->lr_scale);
+		put_u64(&w, (uint64_t) m->step);
+		put_u32(&w, (uint32_t) m->n_class_weights);
+		for (int32_t i = 0; i < m->n_class_weights; i++)
+			put_f32(&w, m->class_weights[i]);
+		put_u32(&w, (uint32_t) m->n_slots);
+		for (int32_t i = 0; i < m->n_slots; i++)
+			put_tensor(&w, (uint32_t) i, ROLE_SLOT, m->slots[i], m->n_params);
+	}
+
+	c = crc(0xFFFFFFFFu, buf, (size_t) (w.p - buf)) ^ 0xFFFFFFFFu;
+	put_u32(&w, c);
+	if ((size_t) (w.p - buf) != need_len)
+		return nn_fail(err, NN_ERR_INTERNAL, -1,
+					   "serialized %zu bytes, expected %zu",
+					   (size_t) (w.p - buf), need_len);
+	return NN_OK;
+}
+
+#define CORRUPT(...) \
+	do { nn_fail(err, NN_ERR_CORRUPT, -1, __VA_ARGS__); goto fail; } while (0)
+
+/* Read one float block of a tensor whose head must match the expectation. */
+static bool
+get_tensor(reader *r, uint32_t layer, uint32_t role, float *dst, int64_t n)
+{
+	uint32_t	h[7];
+
+	for (int i = 0; i < 7; i++)
+		h[i] = get_u32(r);
+	if (!r->ok || h[0] != layer || h[1] != role || h[2] != 1 ||
+		(int64_t) h[3] != n || h[4] || h[5] || h[6])
+		return false;
+	if (!need(r, (size_t) n * 4))
+		return false;
+	for (int64_t i = 0; i < n; i++)
+	{
+		dst[i] = get_f32(r);
+		if (!isfinite(dst[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Validate and load model bytes. */
+nn_status
+nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
+					 size_t max_bytes, const nn_alloc *alloc, nn_crc32c_fn crc,
+					 nn_error *err)
+{
+	reader		r = {buf, buf + len, true};
+	nn_model_spec spec;
+	nn_layer_spec *layers = NULL;
+	nn_model   *m = NULL;
+	uint32_t	version,
+				flags,
+				stored_crc,
+				n_layers,
+				n_tensors;
+	uint64_t	total;
+	nn_status	st;
+
+	*out = NULL;
+	if (len < HEADER_BYTES + 4 || memcmp(buf, NN_MAGIC, 8) != 0)
+		return nn_fail(err, NN_ERR_CORRUPT, -1, "model bytes have no nnpg header");
+	r.p += 8;
+	version = get_u32(&r);
+	flags = get_u32(&r);
+	total = get_u64(&r);
+	if (version != NN_FORMAT_VERSION)
+	{
+		nn_fail(err, NN_ERR_CORRUPT, -1,
+				"unsupported model format version %u", version);
+		nn_detail(err, "This build reads format version %d.", NN_FORMAT_VERSION);
+		return NN_ERR_CORRUPT;
+	}
+	if (total != len)
+		return nn_fail(err, NN_ERR_CORRUPT, -1,
+					   "model bytes are %zu bytes long, header says %llu",
+					   len, (unsigned long long) total);
+	memcpy(&stored_crc, buf + len - 4, 4);
+	{
+		uint8_t    *cb = (uint8_t *) &stored_crc;
+
+		stored_crc = cb[0] | (uint32_t) cb[1] << 8 | (uint32_t) cb[2] << 16 |
+			(uint32_t) cb[3] << 24;
+	}
+	if ((crc(0xFFFFFFFFu, buf, len - 4) ^ 0xFFFFFFFFu) != stored_crc)
+		return nn_fail(err, NN_ERR_CORRUPT, -1, "model bytes fail their checksum");
+	if (flags & ~FLAG_OPTIMIZER)
+		return nn_fail(err, NN_ERR_CORRUPT, -1, "unrecognized model flags %u",
+					   flags);
+	r.end = buf + len - 4;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.input_rank = (int32_t) get_u32(&r);
+	for (int i = 0; i < NN_MAX_RANK; i++)
+		spec.input_shape[i] = (int32_t) get_u32(&r);
+	n_layers = get_u32(&r);
+	if (!r.ok || n_layers < 1 || n_layers > NN_MAX_LAYERS ||
+		!need(&r, (size_t) n_layers * LAYER_RECORD))
+		return nn_fail(err, NN_ERR_CORRUPT, -1, "model bytes have a bad layer table");
+	layers = nn_alloc_bytes(alloc, sizeof(nn_layer_spec) * n_layers);
+	if (layers == NULL)
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	{
+		bool		adapted[NN_MAX_LAYERS];
+
+		for (uint32_t i = 0; i < n_layers; i++)
+		{
+			nn_layer_spec *s = &layers[i];
+			uint32_t	v;
+
+			memset(s, 0, sizeof(*s));
+			s->kind = (nn_layer_kind) get_u32(&r);
+			s->activation = (nn_activation) get_u32(&r);
+			s->alpha = get_f32(&r);
+			s->units = (int32_t) get_u32(&r);
+			s->filters = (int32_t) get_u32(&r);
+			s->kernel[0] = (int32_t) get_u32(&r);
+			s->kernel[1] = (int32_t) get_u32(&r);
+			s->strides[0] = (int32_t) get_u32(&r);
+			s->strides[1] = (int32_t) get_u32(&r);
+			if ((v = get_u32(&r)) > 1)
+				CORRUPT("model bytes have a bad padding flag in layer %u", i + 1);
+			s->same_padding = v;
+			if ((v = get_u32(&r)) > 1)
+				CORRUPT("model bytes have a bad bias flag in layer %u", i + 1);
+			s->use_bias = v;
+			s->shape_rank = (int32_t) get_u32(&r);
+			for (int j = 0; j < NN_MAX_RANK; j++)
+				s->shape[j] = (int32_t) get_u32(&r);
+			s->rate = get_f32(&r);
+			s->scale = get_f32(&r);
+			s->offset = get_f32(&r);
+			s->l1 = get_f32(&r);
+			s->l2 = get_f32(&r);
+			s->epsilon = get_f32(&r);
+			if ((v = get_u32(&r)) > 1)
+				CORRUPT("model bytes have a bad adaptation flag in layer %u", i + 1);
+			adapted[i] = v;
+			if (s->kind < 1 || s->kind > NN_LAYER_KIND_MAX)
+				CORRUPT("model bytes have an unrecognized layer type %d in layer %u",
+						(int) s->kind, i + 1);
+		}
+		spec.n_layers = (int32_t) n_layers;
+		spec.layers = layers;
+		st = nn_model_build(&m, &spec, max_bytes, alloc, err);
+		if (st != NN_OK)
+		{
+			if (st == NN_ERR_SPEC)
+			{
+				nn_detail(err, "Model bytes hold an invalid model: %s.",
+						  err->message);
+				snprintf(err->message, sizeof(err->message),
+						 "model bytes hold an invalid model");
+				err->status = st = NN_ERR_CORRUPT;
+			}
+			nn_free_bytes(alloc, layers);
+			return st;
+		}
+		for (uint32_t i = 0; i < n_layers; i++)
+			m->layers[i].adapted = adapted[i];
+	}
+	nn_free_bytes(alloc, layers);
+	layers = NULL;
+
+	n_tensors = get_u32(&r);
+	if (!r.ok || n_tensors != tensor_count(m))
+		CORRUPT("model bytes have %u tensors, the model needs %u", n_tensors,
+				tensor_count(m));
+	for (int i = 0; i < m->n_layers; i++)
+	{
+		nn_layer   *l = &m->layers[i];
+		bool		ok = true;
+
+		if (l->w_len > 0)
+			ok = get_tensor(&r, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
+		if (ok && l->b_len > 0)
+			ok = get_tensor(&r, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
+		if (ok && l->spec.kind == NN_LAYER_NORMALIZE)
+		{
+			float	   *var = m->state + l->s_off + l->channels;
+
+			ok = get_tensor(&r, i, ROLE_MEAN, m->state + l->s_off, l->channels) &&
+				get_tensor(&r, i, ROLE_VARIANCE, var, l->channels);
+			for (int32_t c = 0; ok && c < l->channels; c++)
+				ok = var[c] >= 0.0f;
+		}
+		if (!ok)
+			CORRUPT("model bytes have a bad tensor in layer %d", i + 1);
+	}
+
+	if (flags & FLAG_OPTIMIZER)
+	{
+		nn_optimizer_spec o;
+		nn_loss_kind loss;
+		float		lr_scale;
+		int64_t		step;
+		uint32_t	ncw,
+					nslots;
+		float	   *cw = NULL;
+		nn_error	sub;
+
+		o.kind = (nn_optimizer_kind) get_u32(&r);
+		o.learning_rate = get_f32(&r);
+		o.momentum = get_f32(&r);
+		o.beta1 = get_f32(&r);
+		o.beta2 = get_f32(&r);
+		o.epsilon = get_f32(&r);
+		o.rho = get_f32(&r);
+		o.weight_decay = get_f32(&r);
+		o.initial_accumulator = get_f32(&r);
+		o.clipnorm = get_f32(&r);
+		o.clipvalue = get_f32(&r);
+		o.schedule = (nn_schedule_kind) get_u32(&r);
+		o.decay_rate = get_f32(&r);
+		o.decay_steps = (int64_t) get_u64(&r);
+		loss = (nn_loss_kind) get_u32(&r);
+		lr_scale = get_f32(&r);
+		step = (int64_t) get_u64(&r);
+		ncw = get_u32(&r);
+		if (!r.ok || step < 0 || !(lr_scale > 0.0f) || !isfinite(lr_scale) ||
+			ncw > 65536 || !need(&r, (size_t) ncw * 4))
+			CORRUPT("model bytes have a bad optimizer state");
+		if (ncw > 0)
+		{
+			cw = nn_alloc_bytes(alloc, sizeof(float) * ncw);
+			if (cw == NULL)
+			{
+				nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+				goto fail;
+			}
+			for (uint32_t i = 0; i < ncw; i++)
+				cw[i] = get_f32(&r);
+		}
+		st = nn_model_set_training(m, &o, loss, cw, (int32_t) ncw, &sub);
+		nn_free_bytes(alloc, cw);
+		if (st == NN_ERR_MEMORY)
+		{
+			*err = sub;
+			goto fail;
+		}
+		if (st != NN_OK)
+			CORRUPT("model bytes have a bad optimizer state: %s", sub.message);
+		nslots = get_u32(&r);
+		if (!r.ok || nslots != (uint32_t) m->n_slots)
+			CORRUPT("model bytes have %u optimizer slots, %s needs %d", nslots,
+					nn_optimizer_name(o.kind), m->n_slots);
+		for (uint32_t i = 0; i < nslots; i++)
+			if (!get_tensor(&r, i, ROLE_SLOT, m->slots[i], m->n_params))
+				CORRUPT("model bytes have a bad optimizer slot %u", i);
+		m->step = step;
+		m->lr_scale = lr_scale;
+	}
+	if (!r.ok || r.p != r.end)
+		CORRUPT("model bytes have %s data", r.ok ? "trailing" : "truncated");
+	*out = m;
+	return NN_OK;
+
+fail:
+	nn_free_bytes(alloc, layers);
+	nn_model_free(m);
+	return err ? err->status : NN_ERR_CORRUPT;
+}
