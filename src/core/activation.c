@@ -105,7 +105,11 @@ nn_act_backward(nn_activation act, float alpha, float *dz, const float *dy,
 			break;
 		case NN_ACT_RELU:
 			for (size_t i = 0; i < n; i++)
-				dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+			{
+				float		g = dy[i];
+
+				dz[i] = y[i] > 0.0f ? g : 0.0f;
+			}
 			break;
 		case NN_ACT_LEAKY_RELU:
 			alpha = alpha_or(alpha, 0.2f);

@@ -21,6 +21,9 @@
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nn_internal.h"
 
@@ -242,9 +245,28 @@ nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
 		memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
 }
 
-/* Expand a batch (B, H, W, C) into col (B*OH*OW, KH*KW*C), zeros outside. */
+/*
+ * Work splitting.  Each parallel loop hands whole samples (or whole output
+ * columns) to OpenMP threads, and every thread calls single-threaded sgemm
+ * on its share, so no two threads write the same value and results do not
+ * depend on scheduling.  Convolutions run in chunks of samples whose
+ * im2col rows (about CHUNK_ROWS) and outputs stay in cache while the bias
+ * and activation are applied.
+ */
+#define CHUNK_ROWS 256
+
+/* Samples per conv2d chunk. */
+static int32_t
+conv_chunk(const nn_layer *l)
+{
+	int32_t		rows = l->out_shape[0] * l->out_shape[1];
+
+	return rows >= CHUNK_ROWS ? 1 : (CHUNK_ROWS + rows - 1) / rows;
+}
+
+/* Expand samples [b0, b1) of (B, H, W, C) into col rows (OH*OW, KH*KW*C). */
 static void
-im2col(float *col, const float *x, const nn_layer *l, int32_t n)
+im2col(float *col, const float *x, const nn_layer *l, int32_t b0, int32_t b1)
 {
 	int32_t		H = l->in_shape[0],
 				W = l->in_shape[1],
@@ -257,7 +279,7 @@ im2col(float *col, const float *x, const nn_layer *l, int32_t n)
 				SW = l->spec.strides[1];
 	size_t		rowlen = (size_t) KW * C;
 
-	for (int32_t b = 0; b < n; b++)
+	for (int32_t b = b0; b < b1; b++)
 	{
 		const float *xb = x + (size_t) b * H * W * C;
 
@@ -265,27 +287,35 @@ im2col(float *col, const float *x, const nn_layer *l, int32_t n)
 			for (int32_t ow = 0; ow < OW; ow++)
 			{
 				int32_t		iw0 = ow * SW - l->pad_left;
+				bool		inside = iw0 >= 0 && iw0 + KW <= W;
 
 				for (int32_t kh = 0; kh < KH; kh++)
 				{
 					int32_t		ih = oh * SH - l->pad_top + kh;
 
 					if (ih < 0 || ih >= H)
-						memset(col, 0, sizeof(float) * rowlen);
-					else if (iw0 >= 0 && iw0 + KW <= W)
-						memcpy(col, xb + ((size_t) ih * W + iw0) * C,
-							   sizeof(float) * rowlen);
+						for (size_t j = 0; j < rowlen; j++)
+							col[j] = 0.0f;
+					else if (inside)
+					{
+						const float *src = xb + ((size_t) ih * W + iw0) * C;
+
+						for (size_t j = 0; j < rowlen; j++)
+							col[j] = src[j];
+					}
 					else
 						for (int32_t kw = 0; kw < KW; kw++)
 						{
 							int32_t		iw = iw0 + kw;
+							const float *src = xb + ((size_t) ih * W + iw) * C;
+							float	   *dst = col + (size_t) kw * C;
 
 							if (iw < 0 || iw >= W)
-								memset(col + (size_t) kw * C, 0, sizeof(float) * C);
+								for (int32_t c = 0; c < C; c++)
+									dst[c] = 0.0f;
 							else
-								memcpy(col + (size_t) kw * C,
-									   xb + ((size_t) ih * W + iw) * C,
-									   sizeof(float) * C);
+								for (int32_t c = 0; c < C; c++)
+									dst[c] = src[c];
 						}
 					col += rowlen;
 				}
@@ -293,9 +323,9 @@ im2col(float *col, const float *x, const nn_layer *l, int32_t n)
 	}
 }
 
-/* Scatter-add col gradients back into dx (B, H, W, C), which is zeroed first. */
+/* Scatter-add col rows of samples [b0, b1) into dx (B, H, W, C), zeroed first. */
 static void
-col2im(float *dx, const float *col, const nn_layer *l, int32_t n)
+col2im(float *dx, const float *col, const nn_layer *l, int32_t b0, int32_t b1)
 {
 	int32_t		H = l->in_shape[0],
 				W = l->in_shape[1],
@@ -307,8 +337,9 @@ col2im(float *dx, const float *col, const nn_layer *l, int32_t n)
 	int32_t		SH = l->spec.strides[0],
 				SW = l->spec.strides[1];
 
-	memset(dx, 0, sizeof(float) * l->in_size * n);
-	for (int32_t b = 0; b < n; b++)
+	memset(dx + (size_t) b0 * l->in_size, 0,
+		   sizeof(float) * l->in_size * (b1 - b0));
+	for (int32_t b = b0; b < b1; b++)
 	{
 		float	   *xb = dx + (size_t) b * H * W * C;
 
@@ -335,30 +366,132 @@ col2im(float *dx, const float *col, const nn_layer *l, int32_t n)
 	}
 }
 
-/* Fill rows x k of y with the bias row (or zeros). */
+/*
+ * Rows of y (rows x k) that sgemm just wrote: add the bias, keep the
+ * logits when asked, apply the activation.  One pass while y is in cache.
+ */
 static void
-broadcast_bias(float *y, const float *b, size_t rows, size_t k)
+finish_rows(const nn_layer *l, float *y, float *logits, const float *b,
+			size_t rows, size_t k)
 {
-	if (b == NULL)
-	{
-		memset(y, 0, sizeof(float) * rows * k);
-		return;
-	}
-	for (size_t r = 0; r < rows; r++)
-		memcpy(y + r * k, b, sizeof(float) * k);
+	if (b)
+		for (size_t r = 0; r < rows; r++)
+		{
+			float	   *yr = y + r * k;
+
+			for (size_t j = 0; j < k; j++)
+				yr[j] += b[j];
+		}
+	if (logits)
+		memcpy(logits, y, sizeof(float) * rows * k);
+	nn_act_forward(l->spec.activation, l->spec.alpha, y, y, rows, k);
 }
 
-/* Column sums of dz (rows x k) into db. */
+/* Rows [r0, r1) of samples [0, n) split evenly over the team. */
 static void
-bias_grad(float *db, const float *dz, size_t rows, size_t k)
+thread_rows(int32_t n, int32_t *r0, int32_t *r1)
 {
-	memset(db, 0, sizeof(float) * k);
-	for (size_t r = 0; r < rows; r++)
-	{
-		const float *zr = dz + r * k;
+#ifdef _OPENMP
+	int			t = omp_get_thread_num(),
+				nt = omp_get_num_threads();
+#else
+	int			t = 0,
+				nt = 1;
+#endif
 
-		for (size_t j = 0; j < k; j++)
-			db[j] += zr[j];
+	*r0 = (int32_t) ((int64_t) n * t / nt);
+	*r1 = (int32_t) ((int64_t) n * (t + 1) / nt);
+}
+
+/*
+ * Parameter gradients of a GEMM layer: dW (K, F) = X^T (M, K)^T dZ (M, F)
+ * and db = column sums of dZ, each thread taking a band of the F columns.
+ */
+static void
+weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
+			 int K, int F, size_t M)
+{
+	float	   *dw = m->grads + l->w_off;
+	float	   *db = l->b_len ? m->grads + l->b_off : NULL;
+
+#pragma omp parallel
+	{
+		int32_t		f0,
+					f1;
+
+		thread_rows(F, &f0, &f1);
+		if (f1 > f0)
+		{
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+						K, f1 - f0, (int) M, 1.0f, X, K, dz + f0, F, 0.0f,
+						dw + f0, F);
+			if (db)
+			{
+				for (int32_t f = f0; f < f1; f++)
+					db[f] = 0.0f;
+				for (size_t r = 0; r < M; r++)
+				{
+					const float *zr = dz + r * F;
+
+					for (int32_t f = f0; f < f1; f++)
+						db[f] += zr[f];
+				}
+			}
+		}
+	}
+}
+
+static void
+dense_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
+{
+	const float *b = l->b_len ? m->params + l->b_off : NULL;
+	int			K = (int) l->in_size,
+				U = l->spec.units;
+
+#pragma omp parallel
+	{
+		int32_t		r0,
+					r1;
+
+		thread_rows(n, &r0, &r1);
+		if (r1 > r0)
+		{
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+						r1 - r0, U, K, 1.0f, x + (size_t) r0 * K, K,
+						m->params + l->w_off, U, 0.0f,
+						l->ybuf + (size_t) r0 * U, U);
+			finish_rows(l, l->ybuf + (size_t) r0 * U,
+						l->logits ? l->logits + (size_t) r0 * U : NULL,
+						b, r1 - r0, U);
+		}
+	}
+}
+
+static void
+conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
+{
+	const float *b = l->b_len ? m->params + l->b_off : NULL;
+	int32_t		per = l->out_shape[0] * l->out_shape[1];
+	int			K = l->spec.kernel[0] * l->spec.kernel[1] * l->in_shape[2];
+	int			F = l->spec.filters;
+	int32_t		chunk = conv_chunk(l);
+	int32_t		nchunks = (n + chunk - 1) / chunk;
+
+#pragma omp parallel for schedule(static)
+	for (int32_t c = 0; c < nchunks; c++)
+	{
+		int32_t		b0 = c * chunk;
+		int32_t		b1 = b0 + chunk < n ? b0 + chunk : n;
+		size_t		row0 = (size_t) b0 * per;
+		size_t		rows = (size_t) (b1 - b0) * per;
+		float	   *col = l->col + row0 * K;
+
+		im2col(col, x, l, b0, b1);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+					(int) rows, F, K, 1.0f, col, K, m->params + l->w_off, F,
+					0.0f, l->ybuf + row0 * F, F);
+		finish_rows(l, l->ybuf + row0 * F,
+					l->logits ? l->logits + row0 * F : NULL, b, rows, F);
 	}
 }
 
@@ -375,8 +508,8 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 	int32_t		SH = l->spec.strides[0],
 				SW = l->spec.strides[1];
 	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
-	float	   *y = l->ybuf;
 
+#pragma omp parallel for schedule(static)
 	for (int32_t b = 0; b < n; b++)
 	{
 		const float *xb = x + (size_t) b * l->in_size;
@@ -393,35 +526,51 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 				int32_t		w0 = ow * SW - l->pad_left;
 				int32_t		w1 = w0 + KW;
 				size_t		o = (((size_t) b * OH + oh) * OW + ow) * C;
+				float	   *restrict y = l->ybuf + o;
+				int32_t    *restrict am = l->argmax ? l->argmax + o : NULL;
+				int32_t		first;
 
 				w0 = w0 < 0 ? 0 : w0;
 				w1 = w1 > W ? W : w1;
+				/* channels are contiguous: work on whole channel vectors */
+				first = (h0 * W + w0) * C;
 				for (int32_t c = 0; c < C; c++)
-				{
-					float		acc = is_max ? -FLT_MAX : 0.0f;
-					int32_t		best = (h0 * W + w0) * C + c;
+					y[c] = xb[first + c];
+				if (am)
+					for (int32_t c = 0; c < C; c++)
+						am[c] = first + c;
+				for (int32_t ih = h0; ih < h1; ih++)
+					for (int32_t iw = w0; iw < w1; iw++)
+					{
+						int32_t		i = (ih * W + iw) * C;
+						const float *v = xb + i;
 
-					for (int32_t ih = h0; ih < h1; ih++)
-						for (int32_t iw = w0; iw < w1; iw++)
+						if (i == first)
+							continue;
+						if (!is_max)
+							for (int32_t c = 0; c < C; c++)
+								y[c] += v[c];
+						else if (am)
 						{
-							int32_t		i = (ih * W + iw) * C + c;
-
-							if (!is_max)
-								acc += xb[i];
-							else if (xb[i] > acc)
+							/* branch-free so that it vectorizes */
+							for (int32_t c = 0; c < C; c++)
 							{
-								acc = xb[i];
-								best = i;
+								int32_t		gt = v[c] > y[c];
+
+								y[c] = v[c] > y[c] ? v[c] : y[c];
+								am[c] += gt * (i + c - am[c]);
 							}
 						}
-					if (is_max)
-					{
-						y[o + c] = acc;
-						if (l->argmax)
-							l->argmax[o + c] = best;
+						else
+							for (int32_t c = 0; c < C; c++)
+								y[c] = v[c] > y[c] ? v[c] : y[c];
 					}
-					else
-						y[o + c] = acc / (float) ((h1 - h0) * (w1 - w0));
+				if (!is_max)
+				{
+					float		inv = 1.0f / (float) ((h1 - h0) * (w1 - w0));
+
+					for (int32_t c = 0; c < C; c++)
+						y[c] *= inv;
 				}
 			}
 		}
@@ -440,25 +589,23 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 				KW = l->spec.kernel[1];
 	int32_t		SH = l->spec.strides[0],
 				SW = l->spec.strides[1];
+	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
-	memset(dx, 0, sizeof(float) * l->in_size * n);
-	if (l->spec.kind == NN_LAYER_MAXPOOL2D)
+#pragma omp parallel for schedule(static)
+	for (int32_t b = 0; b < n; b++)
 	{
-		for (int32_t b = 0; b < n; b++)
+		float	   *db = dx + (size_t) b * l->in_size;
+		const float *gb = dy + (size_t) b * l->out_size;
+
+		memset(db, 0, sizeof(float) * l->in_size);
+		if (is_max)
 		{
-			float	   *db = dx + (size_t) b * l->in_size;
-			const float *gb = dy + (size_t) b * l->out_size;
 			const int32_t *ab = l->argmax + (size_t) b * l->out_size;
 
 			for (size_t o = 0; o < l->out_size; o++)
 				db[ab[o]] += gb[o];
+			continue;
 		}
-		return;
-	}
-	for (int32_t b = 0; b < n; b++)
-	{
-		float	   *db = dx + (size_t) b * l->in_size;
-
 		for (int32_t oh = 0; oh < OH; oh++)
 		{
 			int32_t		h0 = oh * SH - l->pad_top;
@@ -470,7 +617,7 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 			{
 				int32_t		w0 = ow * SW - l->pad_left;
 				int32_t		w1 = w0 + KW;
-				const float *g = dy + (((size_t) b * OH + oh) * OW + ow) * C;
+				const float *g = gb + ((size_t) oh * OW + ow) * C;
 				float		inv;
 
 				w0 = w0 < 0 ? 0 : w0;
@@ -509,49 +656,31 @@ nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	const float *x = l->x;
 	const nn_layer_spec *s = &l->spec;
 	size_t		total = l->out_size * n;
+	size_t		k = l->out_shape[l->out_rank - 1];
 
+	l->y = l->ybuf;
 	switch (s->kind)
 	{
 		case NN_LAYER_DENSE:
-			{
-				const float *b = l->b_len ? m->params + l->b_off : NULL;
-
-				broadcast_bias(l->ybuf, b, n, l->out_size);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-							n, s->units, (int) l->in_size, 1.0f, x,
-							(int) l->in_size, m->params + l->w_off, s->units,
-							1.0f, l->ybuf, s->units);
-				break;
-			}
+			dense_forward(m, l, x, n);
+			return;
 		case NN_LAYER_CONV2D:
-			{
-				const float *b = l->b_len ? m->params + l->b_off : NULL;
-				size_t		rows = (size_t) n * l->out_shape[0] * l->out_shape[1];
-				int			K = s->kernel[0] * s->kernel[1] * l->in_shape[2];
-
-				im2col(l->col, x, l, n);
-				broadcast_bias(l->ybuf, b, rows, s->filters);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-							(int) rows, s->filters, K, 1.0f, l->col, K,
-							m->params + l->w_off, s->filters,
-							1.0f, l->ybuf, s->filters);
-				break;
-			}
+			conv_forward(m, l, x, n);
+			return;
 		case NN_LAYER_MAXPOOL2D:
 		case NN_LAYER_AVGPOOL2D:
 			pool_forward(l, x, n);
-			break;
+			return;
 		case NN_LAYER_FLATTEN:
 		case NN_LAYER_RESHAPE:
 			l->y = (float *) x;
 			return;
 		case NN_LAYER_DROPOUT:
 			if (!training || s->rate <= 0.0f)
-			{
 				l->y = (float *) x;
-				return;
-			}
+			else
 			{
+				/* serial: the mask must not depend on the thread count */
 				float		keep = 1.0f / (1.0f - s->rate);
 
 				for (size_t i = 0; i < total; i++)
@@ -560,14 +689,16 @@ nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 					l->ybuf[i] = x[i] * l->mask[i];
 				}
 			}
-			break;
+			return;
 		case NN_LAYER_ACTIVATION:
-			memcpy(l->ybuf, x, sizeof(float) * total);
-			break;
+			if (l->logits)
+				memcpy(l->logits, x, sizeof(float) * total);
+			nn_act_forward(s->activation, s->alpha, l->ybuf, x, total / k, k);
+			return;
 		case NN_LAYER_RESCALE:
 			for (size_t i = 0; i < total; i++)
 				l->ybuf[i] = x[i] * s->scale + s->offset;
-			break;
+			return;
 		case NN_LAYER_NORMALIZE:
 			{
 				const float *mean = m->state + l->s_off;
@@ -577,25 +708,40 @@ nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 				for (size_t i = 0; i < total; i += C)
 					for (int32_t c = 0; c < C; c++)
 						l->ybuf[i + c] = (x[i + c] - mean[c]) / norm_div(l, var, c);
-				break;
+				return;
 			}
 	}
-	l->y = l->ybuf;
-	if (l->logits)
-		memcpy(l->logits, l->ybuf, sizeof(float) * total);
-	if (s->activation != NN_ACT_LINEAR)
-		nn_act_forward(s->activation, s->alpha, l->ybuf, l->ybuf,
-					   total / l->out_shape[l->out_rank - 1],
-					   l->out_shape[l->out_rank - 1]);
+}
+
+/* dz = dy * f'(.) in place over n rows, split over threads. */
+static void
+act_backward_rows(const nn_layer *l, float *dy, int32_t n)
+{
+	size_t		k = l->out_shape[l->out_rank - 1];
+	size_t		rows_per = l->out_size / k;
+
+#pragma omp parallel
+	{
+		int32_t		r0,
+					r1;
+
+		thread_rows(n, &r0, &r1);
+		if (r1 > r0)
+		{
+			size_t		off = (size_t) r0 * l->out_size;
+
+			nn_act_backward(l->spec.activation, l->spec.alpha, dy + off,
+							dy + off, l->y + off, rows_per * (r1 - r0), k);
+		}
+	}
 }
 
 /*
  * Backward one layer over n rows.  dy (n, out_size) is the gradient of the
  * loss w.r.t. the layer output, or, when fused (the last layer with its
  * activation folded into the loss), w.r.t. its pre-activation; it may be
- * modified.  Fills parameter gradients in m->grads and
- * dx (n, in_size) unless dx is NULL.  Identity layers are handled by the
- * caller.
+ * modified.  Fills parameter gradients in m->grads and dx (n, in_size)
+ * unless dx is NULL.  Identity layers are handled by the caller.
  */
 void
 nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
@@ -605,45 +751,55 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 	size_t		total = l->out_size * n;
 
 	if (s->activation != NN_ACT_LINEAR && !fused)
-		nn_act_backward(s->activation, s->alpha, dy, dy, l->y,
-						total / l->out_shape[l->out_rank - 1],
-						l->out_shape[l->out_rank - 1]);
+		act_backward_rows(l, dy, n);
 
 	switch (s->kind)
 	{
 		case NN_LAYER_DENSE:
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-						(int) l->in_size, s->units, n, 1.0f, l->x,
-						(int) l->in_size, dy, s->units, 0.0f,
-						m->grads + l->w_off, s->units);
-			if (l->b_len)
-				bias_grad(m->grads + l->b_off, dy, n, s->units);
-			if (dx)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-							n, (int) l->in_size, s->units, 1.0f, dy, s->units,
-							m->params + l->w_off, s->units, 0.0f, dx,
-							(int) l->in_size);
-			break;
+			{
+				int			K = (int) l->in_size,
+							U = s->units;
+
+				weight_grads(m, l, l->x, dy, K, U, (size_t) n);
+				if (dx)
+#pragma omp parallel
+				{
+					int32_t		r0,
+								r1;
+
+					thread_rows(n, &r0, &r1);
+					if (r1 > r0)
+						cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+									r1 - r0, K, U, 1.0f, dy + (size_t) r0 * U, U,
+									m->params + l->w_off, U, 0.0f,
+									dx + (size_t) r0 * K, K);
+				}
+				break;
+			}
 		case NN_LAYER_CONV2D:
 			{
-				size_t		rows = (size_t) n * l->out_shape[0] * l->out_shape[1];
+				int32_t		per = l->out_shape[0] * l->out_shape[1];
 				int			K = s->kernel[0] * s->kernel[1] * l->in_shape[2];
+				int			F = s->filters;
+				int32_t		chunk = conv_chunk(l);
+				int32_t		nchunks = (n + chunk - 1) / chunk;
 
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-							K, s->filters, (int) rows, 1.0f, l->col, K,
-							dy, s->filters, 0.0f, m->grads + l->w_off,
-							s->filters);
-				if (l->b_len)
-					bias_grad(m->grads + l->b_off, dy, rows, s->filters);
+				weight_grads(m, l, l->col, dy, K, F, (size_t) n * per);
 				if (dx)
-				{
-					/* the columns are no longer needed: reuse them */
-					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-								(int) rows, K, s->filters, 1.0f, dy, s->filters,
-								m->params + l->w_off, s->filters, 0.0f,
-								l->col, K);
-					col2im(dx, l->col, l, n);
-				}
+#pragma omp parallel for schedule(static)
+					for (int32_t c = 0; c < nchunks; c++)
+					{
+						int32_t		b0 = c * chunk;
+						int32_t		b1 = b0 + chunk < n ? b0 + chunk : n;
+						size_t		row0 = (size_t) b0 * per;
+						float	   *col = l->col + row0 * K;
+
+						/* the columns are no longer needed: reuse them */
+						cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+									(b1 - b0) * per, K, F, 1.0f, dy + row0 * F,
+									F, m->params + l->w_off, F, 0.0f, col, K);
+						col2im(dx, col, l, b0, b1);
+					}
 				break;
 			}
 		case NN_LAYER_MAXPOOL2D:

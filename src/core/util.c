@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nn_internal.h"
 
@@ -311,14 +314,28 @@ nn_layer_spec_init(nn_layer_spec *spec, nn_layer_kind kind)
 
 /* ---------- threads ---------- */
 
+/*
+ * The core splits work over OpenMP threads itself (layers.c) and calls
+ * sgemm from each of them, so OpenBLAS runs single-threaded: its own
+ * threads on top would oversubscribe the cores.
+ */
 void
 nn_set_threads(int n)
 {
-	openblas_set_num_threads(n < 1 ? 1 : n);
+	openblas_set_num_threads(1);
+#ifdef _OPENMP
+	omp_set_num_threads(n < 1 ? 1 : n);
+#else
+	(void) n;
+#endif
 }
 
 int
 nn_get_threads(void)
 {
-	return openblas_get_num_threads();
+#ifdef _OPENMP
+	return omp_get_max_threads();
+#else
+	return 1;
+#endif
 }
