@@ -366,7 +366,10 @@ nn_status	nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 
 /* ---------- threads ---------- */
 
-/* Threads for the math kernels (OpenBLAS); n >= 1. */
+/*
+ * Threads for the math kernels (OpenMP, with single-threaded OpenBLAS
+ * inside); n >= 1.  Starts the threads before it returns.
+ */
 void		nn_set_threads(int n);
 int			nn_get_threads(void);
 

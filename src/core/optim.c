@@ -19,6 +19,9 @@
 
 #include "nn_internal.h"
 
+/* Element-wise updates of fewer parameters are not worth a thread team. */
+#define PARALLEL_MIN 65536
+
 /* Keras's defaults; learning_rate <= 0 picks the optimizer's default. */
 void
 nn_optimizer_spec_init(nn_optimizer_spec *spec, nn_optimizer_kind kind,
@@ -185,10 +188,12 @@ nn_optimizer_step(nn_model *m)
 	switch (o->kind)
 	{
 		case NN_OPT_SGD:
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 				w[i] -= lr * g[i];
 			break;
 		case NN_OPT_MOMENTUM:
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] = o->momentum * s0[i] - lr * g[i];
@@ -196,6 +201,7 @@ nn_optimizer_step(nn_model *m)
 			}
 			break;
 		case NN_OPT_NESTEROV:
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] = o->momentum * s0[i] - lr * g[i];
@@ -203,6 +209,7 @@ nn_optimizer_step(nn_model *m)
 			}
 			break;
 		case NN_OPT_ADAGRAD:
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] += g[i] * g[i];
@@ -210,6 +217,7 @@ nn_optimizer_step(nn_model *m)
 			}
 			break;
 		case NN_OPT_RMSPROP:
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] = o->rho * s0[i] + (1.0f - o->rho) * g[i] * g[i];
@@ -227,7 +235,8 @@ nn_optimizer_step(nn_model *m)
 				float		decay = o->kind == NN_OPT_ADAMW ?
 					lr * o->weight_decay : 0.0f;
 
-				for (int64_t i = 0; i < n; i++)
+	#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+			for (int64_t i = 0; i < n; i++)
 				{
 					w[i] -= decay * w[i];
 					s0[i] = b1 * s0[i] + (1.0f - b1) * g[i];

@@ -317,7 +317,9 @@ nn_layer_spec_init(nn_layer_spec *spec, nn_layer_kind kind)
 /*
  * The core splits work over OpenMP threads itself (layers.c) and calls
  * sgemm from each of them, so OpenBLAS runs single-threaded: its own
- * threads on top would oversubscribe the cores.
+ * threads on top would oversubscribe the cores.  The thread team is
+ * started here, so that a caller can start it with signals blocked (a
+ * server process wants its signals handled on its main thread only).
  */
 void
 nn_set_threads(int n)
@@ -325,6 +327,10 @@ nn_set_threads(int n)
 	openblas_set_num_threads(1);
 #ifdef _OPENMP
 	omp_set_num_threads(n < 1 ? 1 : n);
+#pragma omp parallel
+	{
+		/* start the team now */
+	}
 #else
 	(void) n;
 #endif
