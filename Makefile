@@ -1,0 +1,35 @@
+# Makefile: PGXS build of the nnpg extension.
+#
+# `make` builds nnpg.so from the math core (src/core, plain C99 + CBLAS) and
+# the PostgreSQL glue (src/pg); `make install` installs it into the server
+# that $(PG_CONFIG) names; `make installcheck` runs the pg_regress suite in
+# sql/ against a running server.  test/ has its own makefiles.
+
+MODULE_big = nnpg
+
+CORE_SRCS = $(sort $(wildcard src/core/*.c))
+GLUE_SRCS = $(sort $(wildcard src/pg/*.c))
+OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
+
+EXTENSION = nnpg
+DATA = extension/nnpg--0.1.0.sql
+
+REGRESS = install spec create fit fit_errors predict manage cnn security uninstall
+
+PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/pg
+# Warnings are errors; -O2 comes from pg_config.  Never -ffast-math or
+# -march=native: the NaN/Inf checks and portability depend on it.
+PG_CFLAGS = -Werror
+SHLIB_LINK = -fopenmp -lopenblas -lm
+
+EXTRA_CLEAN = results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The core is C99 with declarations where they are used (llm.c style), which
+# the server's -Wdeclaration-after-statement would reject under -Werror.
+# -O3 vectorizes the element-wise loops; OpenMP splits layers over threads.
+$(CORE_SRCS:.c=.o): CFLAGS += -Wno-declaration-after-statement -O3 -fopenmp
+$(CORE_SRCS:.c=.bc): BITCODE_CFLAGS += -Wno-declaration-after-statement

@@ -1,0 +1,349 @@
+/*
+ * manage.c: creating, inspecting, removing and moving models.
+ *
+ * nn_create stores version 1 of a model; nn_summary, nn_history show it;
+ * nn_drop removes versions; nn_export and nn_import move the model bytes
+ * between databases.  nn_import stores the bytes as the next version of the
+ * name (version 1 for a new name) unless a version is given, so importing
+ * into a database that already has the model adds to its history rather
+ * than failing; a version that exists is an error (42710).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
+
+#include "nnpg.h"
+
+/* A model name argument: present and not empty. */
+static char *
+name_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	char	   *name = nnpg_text_to_cstring_arg(fcinfo, argno, argname);
+
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model name must not be empty")));
+	return name;
+}
+
+/* 42710 when the caller already has a model of that name. */
+static void
+check_no_model(const char *name)
+{
+	static const char *sql =
+	"SELECT 1 FROM nnpg.models m WHERE m.name OPERATOR(pg_catalog.=) $1 LIMIT 1";
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int			rc;
+
+	values[0] = CStringGetTextDatum(name);
+	rc = SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read nnpg.models: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("model \"%s\" already exists", name),
+				 errhint("Use replace => true to replace it, or nn_drop() to remove it first.")));
+}
+
+/* Delete the caller's versions of a model; returns how many went. */
+static uint64
+delete_model(const char *name, bool version_isnull, int32 version)
+{
+	static const char *sql =
+	"DELETE FROM nnpg.models m WHERE m.name OPERATOR(pg_catalog.=) $1"
+	" AND ($2 IS NULL OR m.version OPERATOR(pg_catalog.=) $2)";
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	int			rc;
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int32GetDatum(version);
+	if (version_isnull)
+		nulls[1] = 'n';
+	rc = SPI_execute_with_args(sql, 2, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from nnpg.models: %s",
+			 SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/* nn_create(name, layers, input_shape, seed, replace): version 1 */
+PG_FUNCTION_INFO_V1(nnpg_create);
+Datum
+nnpg_create(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0, "name");
+	Jsonb	   *layers;
+	int64		seed;
+	bool		replace;
+	nn_model_spec spec;
+	bytea	   *weights = NULL;
+	int64		params = 0;
+	StringInfoData training;
+	MemoryContext cxt;
+	MemoryContext old;
+	int32		version;
+
+	nnpg_apply_threads();
+	if (PG_ARGISNULL(1))
+		nnpg_null_argument("layers");
+	layers = PG_GETARG_JSONB_P(1);
+	seed = PG_ARGISNULL(3) ? nnpg_random_seed() : PG_GETARG_INT64(3);
+	if (PG_ARGISNULL(4))
+		nnpg_null_argument("replace");
+	replace = PG_GETARG_BOOL(4);
+
+	nnpg_parse_layers(layers, &spec);
+	if (!PG_ARGISNULL(2))
+		nnpg_parse_input_shape(PG_GETARG_ARRAYTYPE_P(2), &spec);
+	else if (spec.layers[0].kind == NN_LAYER_RESHAPE)
+	{
+		/* a leading reshape fixes the flat input size */
+		int64		size = 1;
+
+		for (int i = 0; i < spec.layers[0].shape_rank; i++)
+		{
+			size *= spec.layers[0].shape[i];
+			if (size > PG_INT32_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("layer 1 (reshape): \"shape\" is too large")));
+		}
+		spec.input_rank = 1;
+		spec.input_shape[0] = (int32) size;
+	}
+
+	initStringInfo(&training);
+	appendStringInfo(&training, "{\"seed\": " INT64_FORMAT ", \"input_shape\": %s}",
+					 seed,
+					 spec.input_rank > 0 ?
+					 nnpg_shape_to_json(spec.input_rank, spec.input_shape) :
+					 "null");
+
+	/* build now when the input shape is known: every check happens here */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg create",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	if (spec.input_rank > 0)
+	{
+		nn_model   *model = NULL;
+		nn_error	err;
+
+		memset(&err, 0, sizeof(err));
+		nnpg_check(nn_model_create(&model, &spec, (uint64) seed,
+								   nnpg_max_model_bytes(),
+								   nnpg_alloc_create(cxt), &err), &err);
+		MemoryContextSwitchTo(old);
+		weights = nnpg_serialize_model(model, false);
+		params = nn_model_param_count(model);
+		MemoryContextSwitchTo(cxt);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nnpg_lock_model_name(name);
+	if (replace)
+		(void) delete_model(name, true, 0);
+	else
+		check_no_model(name);
+	version = nnpg_insert_model(name, false, 1, NULL, PointerGetDatum(layers),
+								nnpg_jsonb_from_cstring(training.data),
+								(Datum) 0, true, (Datum) 0, true,
+								weights, params);
+	SPI_finish();
+	PG_RETURN_INT32(version);
+}
+
+/* nn_summary(model, version): (layer, type, output_shape, params) */
+PG_FUNCTION_INFO_V1(nnpg_summary);
+Datum
+nnpg_summary(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		version_isnull = PG_ARGISNULL(1);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(1);
+	nn_model   *model;
+	const nn_model_spec *spec;
+
+	if (PG_ARGISNULL(0))
+		nnpg_null_argument("model");
+	InitMaterializedSRF(fcinfo, 0);
+	model = nnpg_cached_model(fcinfo, PG_GETARG_TEXT_PP(0), version_isnull,
+							  version);
+	spec = nn_model_get_spec(model);
+	for (int i = 0; i < spec->n_layers; i++)
+	{
+		nn_layer_info info;
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		Datum		dims[NN_MAX_RANK];
+
+		nn_model_layer_info(model, i, &info);
+		for (int j = 0; j < info.rank; j++)
+			dims[j] = Int32GetDatum(info.shape[j]);
+		values[0] = Int32GetDatum(i + 1);
+		values[1] = CStringGetTextDatum(nn_layer_kind_name(info.kind));
+		values[2] = PointerGetDatum(construct_array(dims, info.rank, INT4OID,
+													sizeof(int32), true,
+													TYPALIGN_INT));
+		values[3] = Int64GetDatum(info.params);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* nn_history(model, version): the epochs of every (or one) version */
+PG_FUNCTION_INFO_V1(nnpg_history);
+Datum
+nnpg_history(PG_FUNCTION_ARGS)
+{
+	static const char *sql =
+	"SELECT m.version,"
+	" (h.e OPERATOR(pg_catalog.->>) 'epoch')::pg_catalog.int4,"
+	" (h.e OPERATOR(pg_catalog.->>) 'loss')::pg_catalog.float8,"
+	" (h.e OPERATOR(pg_catalog.->>) 'accuracy')::pg_catalog.float8,"
+	" (h.e OPERATOR(pg_catalog.->>) 'val_loss')::pg_catalog.float8,"
+	" (h.e OPERATOR(pg_catalog.->>) 'val_accuracy')::pg_catalog.float8,"
+	" (h.e OPERATOR(pg_catalog.->>) 'seconds')::pg_catalog.float8"
+	" FROM nnpg.models m CROSS JOIN LATERAL pg_catalog.jsonb_array_elements("
+	"  CASE WHEN pg_catalog.jsonb_typeof(m.history) OPERATOR(pg_catalog.=) 'array'"
+	"  THEN m.history ELSE '[]'::pg_catalog.jsonb END) WITH ORDINALITY AS h(e, i)"
+	" WHERE m.name OPERATOR(pg_catalog.=) $1"
+	" AND ($2 IS NULL OR m.version OPERATOR(pg_catalog.=) $2)"
+	" ORDER BY m.version, h.i";
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = nnpg_text_to_cstring_arg(fcinfo, 0, "model");
+	bool		version_isnull = PG_ARGISNULL(1);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(1);
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+	nnpg_model_row row;
+	int			rc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* raises 42704 for a model the caller does not have */
+	nnpg_fetch_model(name, version_isnull, version, false, true,
+					 CurrentMemoryContext, &row);
+
+	args[0] = CStringGetTextDatum(name);
+	args[1] = Int32GetDatum(version);
+	if (version_isnull)
+		nulls[1] = 'n';
+	rc = SPI_execute_with_args(sql, 2, argtypes, args, nulls, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read nnpg.models: %s", SPI_result_code_string(rc));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[7];
+		bool		isnull[7];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+						  values, isnull);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* nn_drop(model, version): rows removed */
+PG_FUNCTION_INFO_V1(nnpg_drop);
+Datum
+nnpg_drop(PG_FUNCTION_ARGS)
+{
+	char	   *name = nnpg_text_to_cstring_arg(fcinfo, 0, "model");
+	bool		version_isnull = PG_ARGISNULL(1);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(1);
+	uint64		n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nnpg_lock_model_name(name);
+	n = delete_model(name, version_isnull, version);
+	if (n == 0)
+		nnpg_model_not_found(name, version_isnull, version);
+	SPI_finish();
+	PG_RETURN_INT32((int32) n);
+}
+
+/* nn_export(model, version): the model bytes */
+PG_FUNCTION_INFO_V1(nnpg_export);
+Datum
+nnpg_export(PG_FUNCTION_ARGS)
+{
+	char	   *name = nnpg_text_to_cstring_arg(fcinfo, 0, "model");
+	bool		version_isnull = PG_ARGISNULL(1);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(1);
+	MemoryContext caller = CurrentMemoryContext;
+	nnpg_model_row row;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nnpg_fetch_model(name, version_isnull, version, true, true, caller, &row);
+	SPI_finish();
+	if (row.weights == NULL)
+		nnpg_model_not_built(name);
+	PG_RETURN_BYTEA_P(row.weights);
+}
+
+/* nn_import(name, data, version): validate and store; the version */
+PG_FUNCTION_INFO_V1(nnpg_import);
+Datum
+nnpg_import(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0, "name");
+	bytea	   *data;
+	bool		version_isnull = PG_ARGISNULL(2);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(2);
+	MemoryContext cxt;
+	nn_model   *model;
+	const nn_model_spec *spec;
+	char	   *layers;
+	StringInfoData training;
+	int64		params;
+	int32		stored;
+
+	if (PG_ARGISNULL(1))
+		nnpg_null_argument("data");
+	data = PG_GETARG_BYTEA_P(1);
+	if (!version_isnull && version < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version must be positive, not %d", version)));
+
+	/* every check of the loader, before anything is stored */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg import",
+								ALLOCSET_DEFAULT_SIZES);
+	model = nnpg_load_model(data, cxt);
+	spec = nn_model_get_spec(model);
+	layers = nnpg_spec_to_json(spec);
+	params = nn_model_param_count(model);
+	initStringInfo(&training);
+	appendStringInfo(&training, "{\"imported\": true, \"input_shape\": %s}",
+					 nnpg_shape_to_json(spec->input_rank, spec->input_shape));
+	MemoryContextDelete(cxt);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nnpg_lock_model_name(name);
+	stored = nnpg_insert_model(name, version_isnull, version, NULL,
+							   nnpg_jsonb_from_cstring(layers),
+							   nnpg_jsonb_from_cstring(training.data),
+							   (Datum) 0, true, (Datum) 0, true, data, params);
+	SPI_finish();
+	PG_RETURN_INT32(stored);
+}

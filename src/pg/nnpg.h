@@ -1,0 +1,256 @@
+/*
+ * nnpg.h: shared declarations of the PostgreSQL glue (src/pg).
+ *
+ * The glue is the only code that touches fmgr, SPI, memory contexts, GUCs,
+ * ereport and the model table; the math lives in src/core (nn.h).
+ *
+ *	nnpg.c		_PG_init, GUCs, allocator, CRC, nn_status -> ereport
+ *	spec.c		jsonb layers <-> nn_model_spec, option helpers
+ *	data.c		reading query rows (features, target, key) through SPI
+ *	store.c		the model table, per-name locks and the model cache
+ *	fit.c		nn_fit
+ *	predict.c	nn_predict, nn_classify, nn_predict_batch, nn_evaluate,
+ *				nn_confusion_matrix
+ *	manage.c	nn_create, nn_summary, nn_history, nn_drop, nn_export,
+ *				nn_import
+ */
+#ifndef NNPG_H
+#define NNPG_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/palloc.h"
+
+#include "nn.h"
+
+/* ---------- nnpg.c ---------- */
+
+extern int	nnpg_threads;
+extern int	nnpg_data_cache_mb;
+extern int	nnpg_max_model_mb;
+
+/* Apply nnpg.threads in this backend; every entry point calls it. */
+extern void nnpg_apply_threads(void);
+
+/* Byte budget handed to the core (nnpg.max_model_mb). */
+extern size_t nnpg_max_model_bytes(void);
+/* Bytes of training data a fit may keep in memory (nnpg.data_cache_mb). */
+extern size_t nnpg_data_cache_bytes(void);
+
+/* An allocator bound to a memory context, itself allocated in it. */
+extern nn_alloc *nnpg_alloc_create(MemoryContext cxt);
+
+/* CRC-32C step with PostgreSQL's implementation (nn_crc32c_fn). */
+extern uint32_t nnpg_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* Report a core error; never returns. */
+extern void nnpg_report(const nn_error *err) pg_attribute_noreturn();
+
+/* Report a core error when status is not NN_OK. */
+static inline void
+nnpg_check(nn_status status, const nn_error *err)
+{
+	if (status != NN_OK)
+		nnpg_report(err);
+}
+
+/* A random 63-bit seed for runs without one. */
+extern int64 nnpg_random_seed(void);
+
+/* Raise 22004 for a NULL argument that needs a value. */
+extern void nnpg_null_argument(const char *argname) pg_attribute_noreturn();
+
+/* ---------- spec.c ---------- */
+
+/* Parse a jsonb array of layer objects; input shape left unset (rank 0). */
+extern void nnpg_parse_layers(Jsonb *layers, nn_model_spec *spec);
+/* Set the input shape from an int[] of 1..3 positive sizes. */
+extern void nnpg_parse_input_shape(ArrayType *shape, nn_model_spec *spec);
+/* The layers of a spec as a JSON array text (what nn_import stores). */
+extern char *nnpg_spec_to_json(const nn_model_spec *spec);
+/* The input shape of a spec as a JSON array text. */
+extern char *nnpg_shape_to_json(int rank, const int32 *shape);
+
+/* JSON text -> jsonb datum. */
+extern Datum nnpg_jsonb_from_cstring(const char *json);
+/* Append a double as a JSON number, or null when not finite. */
+extern void nnpg_json_number(StringInfo buf, double value);
+/* The same for a float, in its shortest form as a float. */
+extern void nnpg_json_float(StringInfo buf, float value);
+
+/* Option helpers shared by nn_fit: the value of a jsonb number. */
+extern bool nnpg_jsonb_number(JsonbValue *v, double *out);
+
+/* ---------- data.c ---------- */
+
+typedef enum nnpg_col_kind
+{
+	NNPG_COL_FLOAT4_ARRAY,
+	NNPG_COL_FLOAT8_ARRAY,
+	NNPG_COL_INT4_ARRAY,
+	NNPG_COL_INT2_ARRAY,
+	NNPG_COL_BYTEA,
+	NNPG_COL_FLOAT4,
+	NNPG_COL_FLOAT8,
+	NNPG_COL_INT2,
+	NNPG_COL_INT4,
+	NNPG_COL_INT8,
+	NNPG_COL_NUMERIC,
+	NNPG_COL_BOOL
+} nnpg_col_kind;
+
+/* How the target column is read. */
+typedef enum nnpg_target_mode
+{
+	NNPG_TARGET_NONE,			/* no target (prediction) */
+	NNPG_TARGET_CLASS,			/* class index 0..n_classes-1, one float */
+	NNPG_TARGET_BINARY,			/* a probability in [0, 1] per output */
+	NNPG_TARGET_VALUE			/* any finite numbers, n_out per row */
+} nnpg_target_mode;
+
+/*
+ * Reads the rows of a user query through an SPI cursor, a chunk at a time,
+ * and converts them to model inputs.  Columns: an optional key, features,
+ * an optional target (the last column).  SPI must be connected.
+ */
+typedef struct nnpg_reader
+{
+	/* configuration, set before nnpg_reader_open */
+	const char *label;			/* "query", "validation query" in messages */
+	bool		has_key;		/* first column is an integer key */
+	bool		has_target;		/* last column is the target */
+	bool		skip_nulls;		/* skip rows with NULLs rather than fail */
+
+	/* set once the model is known (0: take from the first row) */
+	int32		n_in;
+	nnpg_target_mode target_mode;
+	int32		n_out;			/* target values per row (vector targets) */
+	int32		n_classes;		/* NNPG_TARGET_CLASS */
+
+	/* the query */
+	const char *query;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	MemoryContext cxt;			/* the reader's own allocations */
+	MemoryContext row_cxt;		/* reset for every row */
+
+	/* the columns */
+	int			natts;
+	int			first_feature;	/* 0-based attribute number */
+	int			n_feature_cols;
+	nnpg_col_kind *kinds;		/* natts */
+	char	  **colnames;		/* natts */
+	int32	   *first_len;		/* values per feature column in the first row */
+	bool		bytes_only;		/* every feature column is bytea */
+	bool		target_scalar;	/* the target column is a single number */
+
+	/* position */
+	SPITupleTable *tuptable;
+	uint64		pos;
+	uint64		count;
+	bool		eof;
+	int64		row_no;			/* 1-based query row of the current row */
+	int64		n_rows;			/* rows accepted since the last open */
+	int64		n_skipped;
+
+	/* the current row (valid after nnpg_reader_next returned true) */
+	HeapTuple	tuple;
+	Datum	   *values;			/* natts, detoasted in row_cxt */
+	bool	   *isnull;
+	int32	   *lens;			/* natts */
+	int32		width;			/* feature values of the current row */
+} nnpg_reader;
+
+extern void nnpg_reader_open(nnpg_reader *r, const char *query);
+extern void nnpg_reader_rewind(nnpg_reader *r);
+extern void nnpg_reader_close(nnpg_reader *r);
+/* Advance to the next usable row; false at the end. */
+extern bool nnpg_reader_next(nnpg_reader *r);
+/* Copy the current row's features (n_in values). */
+extern void nnpg_reader_features(nnpg_reader *r, float *x);
+extern void nnpg_reader_features_bytes(nnpg_reader *r, uint8 *x);
+/* Copy the current row's target: 1 float for classes, else n_out. */
+extern void nnpg_reader_target(nnpg_reader *r, float *y);
+/* The current row's key; false when it is NULL. */
+extern bool nnpg_reader_key(nnpg_reader *r, int64 *key);
+/* Floats per row that nnpg_reader_target writes. */
+extern int32 nnpg_reader_target_width(const nnpg_reader *r);
+
+/*
+ * The loss for a model and target: the given name, or inferred from the
+ * output activation and whether the target is a single number.
+ */
+extern nn_loss_kind nnpg_choose_loss(const char *name, nn_model *model,
+									 bool target_scalar);
+/* How a loss reads the target column, and the classes it counts. */
+extern void nnpg_target_setup(nnpg_reader *r, nn_model *model,
+							  nn_loss_kind loss);
+/* Number of classes a classification loss distinguishes. */
+extern int32 nnpg_loss_classes(nn_model *model, nn_loss_kind loss);
+
+/* ---------- store.c ---------- */
+
+/* One row of nnpg.models, copied out of SPI memory. */
+typedef struct nnpg_model_row
+{
+	char	   *name;
+	int32		version;
+	char	   *owner;
+	Jsonb	   *layers;
+	Jsonb	   *training;
+	bytea	   *weights;		/* NULL until the model is built */
+	TransactionId xmin;
+	ItemPointerData ctid;
+} nnpg_model_row;
+
+/*
+ * Fetch a model row (the latest version when version_isnull).  SPI must be
+ * connected; results are copied into cxt.  Raises 42704 when there is none.
+ * read_only as SPI: false takes a new snapshot (after waiting for a lock).
+ */
+extern void nnpg_fetch_model(const char *name, bool version_isnull,
+							 int32 version, bool with_weights, bool read_only,
+							 MemoryContext cxt, nnpg_model_row *row);
+extern void nnpg_model_not_found(const char *name, bool version_isnull,
+								 int32 version) pg_attribute_noreturn();
+extern void nnpg_model_not_built(const char *name) pg_attribute_noreturn();
+
+/* Deserialize and validate model bytes into a model allocated in cxt. */
+extern nn_model *nnpg_load_model(const bytea *weights, MemoryContext cxt);
+/* Serialize a model into a palloc'd bytea. */
+extern bytea *nnpg_serialize_model(const nn_model *model, bool with_optimizer);
+
+/*
+ * Insert a model version (version_isnull: the next one, 1 for a new name)
+ * and return its version; 42710 when it exists.  owner NULL: the current
+ * user.  SPI must be connected.
+ */
+extern int32 nnpg_insert_model(const char *name, bool version_isnull,
+							   int32 version, const char *owner,
+							   Datum layers, Datum training, Datum metrics,
+							   bool metrics_isnull, Datum history,
+							   bool history_isnull, bytea *weights,
+							   int64 params);
+
+/* Serialize fits and creates of one model name until the transaction ends. */
+extern void nnpg_lock_model_name(const char *name);
+
+/*
+ * The model a call site uses, cached per backend and looked up once per
+ * statement; owned by the cache, valid until the call returns.
+ */
+extern nn_model *nnpg_cached_model(FunctionCallInfo fcinfo, text *name,
+								   bool version_isnull, int32 version);
+
+/* The loss recorded in a model's training settings; false if none. */
+extern bool nnpg_training_loss(Jsonb *training, nn_loss_kind *loss);
+
+/* ---------- utilities ---------- */
+
+extern char *nnpg_text_to_cstring_arg(FunctionCallInfo fcinfo, int argno,
+									  const char *argname);
+
+#endif							/* NNPG_H */
