@@ -255,6 +255,20 @@ nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
  */
 #define CHUNK_ROWS 256
 
+/*
+ * Below this many multiply-adds (or element operations) a loop stays on
+ * the calling thread: waking the team costs more than it saves, and a
+ * single-row prediction must not wait for a busy core.
+ */
+#define PAR_MIN_WORK ((double) (1 << 20))
+
+/* Is work of this size worth the thread team? */
+static inline bool
+par(double work, int32_t pieces)
+{
+	return pieces > 1 && work >= PAR_MIN_WORK;
+}
+
 /* Samples per conv2d chunk. */
 static int32_t
 conv_chunk(const nn_layer *l)
@@ -307,7 +321,6 @@ im2col(float *col, const float *x, const nn_layer *l, int32_t b0, int32_t b1)
 						for (int32_t kw = 0; kw < KW; kw++)
 						{
 							int32_t		iw = iw0 + kw;
-							const float *src = xb + ((size_t) ih * W + iw) * C;
 							float	   *dst = col + (size_t) kw * C;
 
 							if (iw < 0 || iw >= W)
@@ -315,7 +328,7 @@ im2col(float *col, const float *x, const nn_layer *l, int32_t b0, int32_t b1)
 									dst[c] = 0.0f;
 							else
 								for (int32_t c = 0; c < C; c++)
-									dst[c] = src[c];
+									dst[c] = xb[((size_t) ih * W + iw) * C + c];
 						}
 					col += rowlen;
 				}
@@ -414,7 +427,7 @@ weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
 	float	   *dw = m->grads + l->w_off;
 	float	   *db = l->b_len ? m->grads + l->b_off : NULL;
 
-#pragma omp parallel
+#pragma omp parallel if (par((double) K * F * M, F))
 	{
 		int32_t		f0,
 					f1;
@@ -448,7 +461,7 @@ dense_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	int			K = (int) l->in_size,
 				U = l->spec.units;
 
-#pragma omp parallel
+#pragma omp parallel if (par((double) n * K * U, n))
 	{
 		int32_t		r0,
 					r1;
@@ -477,7 +490,8 @@ conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	int32_t		chunk = conv_chunk(l);
 	int32_t		nchunks = (n + chunk - 1) / chunk;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) \
+	if (par((double) n * per * K * F, nchunks))
 	for (int32_t c = 0; c < nchunks; c++)
 	{
 		int32_t		b0 = c * chunk;
@@ -509,7 +523,8 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 				SW = l->spec.strides[1];
 	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) \
+	if (par((double) n * l->out_size * KH * KW, n))
 	for (int32_t b = 0; b < n; b++)
 	{
 		const float *xb = x + (size_t) b * l->in_size;
@@ -591,7 +606,8 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 				SW = l->spec.strides[1];
 	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) \
+	if (par((double) n * l->out_size * KH * KW, n))
 	for (int32_t b = 0; b < n; b++)
 	{
 		float	   *db = dx + (size_t) b * l->in_size;
@@ -720,7 +736,7 @@ act_backward_rows(const nn_layer *l, float *dy, int32_t n)
 	size_t		k = l->out_shape[l->out_rank - 1];
 	size_t		rows_per = l->out_size / k;
 
-#pragma omp parallel
+#pragma omp parallel if (par((double) n * l->out_size, n))
 	{
 		int32_t		r0,
 					r1;
@@ -762,7 +778,7 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 
 				weight_grads(m, l, l->x, dy, K, U, (size_t) n);
 				if (dx)
-#pragma omp parallel
+#pragma omp parallel if (par((double) n * K * U, n))
 				{
 					int32_t		r0,
 								r1;
@@ -786,7 +802,8 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 
 				weight_grads(m, l, l->col, dy, K, F, (size_t) n * per);
 				if (dx)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) \
+	if (par((double) n * per * K * F, nchunks))
 					for (int32_t c = 0; c < nchunks; c++)
 					{
 						int32_t		b0 = c * chunk;

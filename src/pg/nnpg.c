@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "port/pg_crc32c.h"
@@ -43,13 +45,23 @@ online_cpus(void)
  */
 static int	threads_applied = 0;
 
-/* Hand nnpg.threads to the core if it changed since the last call. */
+/*
+ * Hand nnpg.threads to the core if it changed since the last call.  The
+ * core starts its threads here; they start with every signal blocked, so
+ * the server's signal handlers keep running on the backend's own thread.
+ */
 void
 nnpg_apply_threads(void)
 {
 	if (threads_applied != nnpg_threads)
 	{
+		sigset_t	all,
+					old;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
 		nn_set_threads(nnpg_threads);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		threads_applied = nnpg_threads;
 	}
 }
