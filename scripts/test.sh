@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Every nnpg test, as CI runs it (`bash scripts/test.sh` from .ci/run).
+#
+# Steps, each counted as one test that passes or fails:
+#   setup          scripts/setup.sh: packages, `make`, `make install`
+#   unit/check     make -C test/unit check        core unit tests (cmocka)
+#   unit/asan      make -C test/unit check-asan   the same under ASan+UBSan
+#   unit/fuzz      make -C test/unit fuzz-smoke   a bounded libFuzzer run
+#   cluster        scripts/cluster.sh start: a throwaway server (port 5498
+#                  or NNPG_TEST_PORT), run as an unprivileged OS user
+#   installcheck   make installcheck (pg_regress) against that server
+#   integration/X  test/integration/X.sh against that server
+# The server is stopped and removed at the end, also on failure or Ctrl-C.
+# The unit steps are skipped while test/unit/Makefile does not exist. The
+# last line is "N passed, N failed"; the exit code is non-zero on a failure.
+# Run as root on a fresh Debian 12 machine; the repository need not be
+# readable by the server's OS user (clients run as the caller).
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$NNPG_ROOT" || exit 1
+
+NNPG_PORT=${NNPG_TEST_PORT:-5498}
+export NNPG_PORT
+cluster=(bash "$NNPG_ROOT/scripts/cluster.sh" -p "$NNPG_PORT")
+
+passed=0
+failed=0
+skipped=0
+results=()
+cluster_up=0
+built=0
+
+# record NAME RC SECONDS: count one step and remember its result line.
+record() {
+	local line
+	if [ "$2" = 0 ]; then
+		passed=$((passed + 1))
+		line=$(printf 'PASS  %-32s %6ss' "$1" "$3")
+	else
+		failed=$((failed + 1))
+		line=$(printf 'FAIL  %-32s %6ss  (exit %s)' "$1" "$3" "$2")
+	fi
+	results+=("$line")
+	printf '%s\n' "$line"
+}
+
+# skip NAME REASON: a step that cannot run yet and is not counted.
+skip() {
+	local line
+	skipped=$((skipped + 1))
+	line=$(printf 'SKIP  %-32s (%s)' "$1" "$2")
+	results+=("$line")
+	printf '%s\n' "$line"
+}
+
+# step NAME COMMAND...: run COMMAND with its output shown, and record it.
+step() {
+	local name=$1 rc t0
+	shift
+	printf '\n======== %s: %s\n' "$name" "$*"
+	t0=$SECONDS
+	"$@"
+	rc=$?
+	record "$name" "$rc" $((SECONDS - t0))
+	return "$rc"
+}
+
+# fail_without NAME REASON: a step whose prerequisite failed counts as failed.
+fail_without() {
+	printf '\n======== %s: not run, %s\n' "$1" "$2"
+	record "$1" 1 0
+}
+
+stop_cluster() {
+	if [ "$cluster_up" = 1 ]; then
+		cluster_up=0
+		"${cluster[@]}" stop
+	fi
+}
+trap stop_cluster EXIT
+trap 'exit 130' INT TERM
+
+installcheck() {
+	local rc
+	make installcheck PG_CONFIG="$PG_CONFIG"
+	rc=$?
+	if [ "$rc" != 0 ] && [ -f regression.diffs ]; then
+		echo "---- regression.diffs (first 400 lines) ----"
+		head -n 400 regression.diffs
+		echo "---- end of regression.diffs ----"
+	fi
+	return "$rc"
+}
+
+# 1. Packages and the build.
+step setup bash scripts/setup.sh && built=1
+
+# 2. Core unit tests: they need no server.
+if [ -f test/unit/Makefile ]; then
+	step unit/check make -C test/unit check
+	step unit/asan make -C test/unit check-asan
+	step unit/fuzz make -C test/unit fuzz-smoke
+else
+	for t in unit/check unit/asan unit/fuzz; do
+		skip "$t" "no test/unit/Makefile yet"
+	done
+fi
+
+# 3. A throwaway server, and what runs against it.
+if [ "$built" = 1 ]; then
+	"${cluster[@]}" stop >/dev/null 2>&1	# a leftover of a killed run
+	step cluster "${cluster[@]}" start && cluster_up=1
+fi
+eval "$("${cluster[@]}" env)"
+export PGHOST PGPORT PGUSER PGDATABASE
+
+integration=()
+for f in test/integration/*.sh; do
+	[ "$(basename "$f")" = lib.sh ] || integration+=("$f")
+done
+if [ "$cluster_up" = 1 ]; then
+	step installcheck installcheck
+	for f in "${integration[@]}"; do
+		step "integration/$(basename "$f" .sh)" bash "$f"
+	done
+else
+	why="the build failed"
+	[ "$built" = 1 ] && why="the cluster did not start"
+	fail_without installcheck "$why"
+	for f in "${integration[@]}"; do
+		fail_without "integration/$(basename "$f" .sh)" "$why"
+	done
+fi
+stop_cluster
+
+printf '\n======== summary\n'
+printf '%s\n' "${results[@]}"
+[ "$skipped" = 0 ] || echo "($skipped skipped)"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
