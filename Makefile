@@ -31,5 +31,5 @@ include $(PGXS)
 # The core is C99 with declarations where they are used (llm.c style), which
 # the server's -Wdeclaration-after-statement would reject under -Werror.
 # -O3 vectorizes the element-wise loops; OpenMP splits layers over threads.
-$(CORE_SRCS:.c=.o): CFLAGS += -Wno-declaration-after-statement -O3 -fopenmp
+$(CORE_SRCS:.c=.o): CFLAGS += -Wno-declaration-after-statement -O3 -fno-math-errno -fopenmp
 $(CORE_SRCS:.c=.bc): BITCODE_CFLAGS += -Wno-declaration-after-statement

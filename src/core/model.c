@@ -84,13 +84,19 @@ infer_layer(nn_layer *l, const nn_layer *prev, const nn_model_spec *spec,
 	return nn_layer_infer(l, i, err);
 }
 
-/* Validate a whole spec without allocating. */
+/*
+ * Validate a spec layer by layer without allocating, and count the
+ * trainable parameters and normalize statistics it needs.
+ */
 nn_status
-nn_spec_check(const nn_model_spec *spec, nn_error *err)
+nn_spec_counts(const nn_model_spec *spec, size_t *n_params, size_t *n_state,
+			   nn_error *err)
 {
 	nn_layer	cur,
 				prev;
 	nn_status	st;
+	size_t		np = 0,
+				ns = 0;
 
 	if ((st = check_top(spec, err)) != NN_OK)
 		return st;
@@ -99,9 +105,26 @@ nn_spec_check(const nn_model_spec *spec, nn_error *err)
 		memset(&cur, 0, sizeof(cur));
 		if ((st = infer_layer(&cur, i ? &prev : NULL, spec, i, err)) != NN_OK)
 			return st;
+		np += (size_t) cur.w_len + (size_t) cur.b_len;
+		if (cur.spec.kind == NN_LAYER_NORMALIZE)
+			ns += 2 * (size_t) cur.channels;
+		if (np > (size_t) INT64_MAX / 16)
+			return nn_fail(err, NN_ERR_LIMIT, i, "model has too many parameters");
 		prev = cur;
 	}
+	*n_params = np;
+	*n_state = ns;
 	return NN_OK;
+}
+
+/* Validate a whole spec without allocating. */
+nn_status
+nn_spec_check(const nn_model_spec *spec, nn_error *err)
+{
+	size_t		np,
+				ns;
+
+	return nn_spec_counts(spec, &np, &ns, err);
 }
 
 static void
@@ -156,10 +179,6 @@ nn_model_free(nn_model *m)
  * Build the layers, lay out parameters and allocate them, without
  * initialising values.  Shared by nn_model_create and the deserializer.
  */
-nn_status	nn_model_build(nn_model **out, const nn_model_spec *spec,
-						   size_t max_bytes, const nn_alloc *alloc,
-						   nn_error *err);
-
 nn_status
 nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 			   const nn_alloc *alloc, nn_error *err)
@@ -172,12 +191,23 @@ nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 	nn_status	st;
 
 	*out = NULL;
-	if ((st = nn_spec_check(spec, err)) != NN_OK)
+	if ((st = nn_spec_counts(spec, &np, &ns, err)) != NN_OK)
 		return st;
+	/* parameters, gradients and two optimizer slots, plus state */
+	bytes = (np * 4 + ns) * sizeof(float);
+	if (max_bytes > 0 && bytes > max_bytes)
+	{
+		nn_fail(err, NN_ERR_LIMIT, -1,
+				"model needs %zu bytes of weights, more than the limit of %zu",
+				bytes, max_bytes);
+		nn_detail(err, "The model has %zu parameters.", np);
+		return NN_ERR_LIMIT;
+	}
 	layers = nn_alloc_bytes(alloc, sizeof(nn_layer) * spec->n_layers);
 	if (layers == NULL)
 		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
 	memset(layers, 0, sizeof(nn_layer) * spec->n_layers);
+	np = ns = 0;
 	for (int i = 0; i < spec->n_layers; i++)
 	{
 		nn_layer   *l = &layers[i];
@@ -198,22 +228,6 @@ nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 			l->s_off = (int64_t) ns;
 			ns += 2 * (size_t) l->channels;
 		}
-		if (np > (size_t) INT64_MAX / 16)
-		{
-			nn_free_bytes(alloc, layers);
-			return nn_fail(err, NN_ERR_LIMIT, i, "model has too many parameters");
-		}
-	}
-	/* parameters, gradients and two optimizer slots, plus state */
-	bytes = (np * 4 + ns) * sizeof(float);
-	if (max_bytes > 0 && bytes > max_bytes)
-	{
-		nn_free_bytes(alloc, layers);
-		nn_fail(err, NN_ERR_LIMIT, -1,
-				"model needs %zu bytes of weights, more than the limit of %zu",
-				bytes, max_bytes);
-		nn_detail(err, "The model has %zu parameters.", np);
-		return NN_ERR_LIMIT;
 	}
 
 	m = nn_alloc_bytes(alloc, sizeof(nn_model));
@@ -310,10 +324,26 @@ nn_model_param_count(const nn_model *m)
 	return n;
 }
 
+/*
+ * The layer whose activation produces the output: the last one, looking
+ * through trailing flatten and reshape layers (they only relabel values).
+ * Its pre-activation is what a fused loss reads.
+ */
+static nn_layer *
+output_layer(const nn_model *m)
+{
+	int			i = m->n_layers - 1;
+
+	while (i > 0 && (m->layers[i].spec.kind == NN_LAYER_FLATTEN ||
+					 m->layers[i].spec.kind == NN_LAYER_RESHAPE))
+		i--;
+	return &m->layers[i];
+}
+
 nn_activation
 nn_model_output_activation(const nn_model *m)
 {
-	return layer_activation(&m->layers[m->n_layers - 1]);
+	return layer_activation(output_layer(m));
 }
 
 void
@@ -380,7 +410,7 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 	bool		ok = true;
 	const nn_alloc *a = &m->alloc;
 	int32_t		B = max_batch;
-	nn_layer   *last = &m->layers[m->n_layers - 1];
+	nn_layer   *last = output_layer(m);
 	nn_activation oact = nn_model_output_activation(m);
 	bool		want_logits = oact == NN_ACT_SOFTMAX || oact == NN_ACT_SIGMOID;
 
@@ -579,7 +609,7 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 						   double *loss_sum, int64_t *correct, nn_error *err)
 {
 	nn_status	st;
-	nn_layer   *last = &m->layers[m->n_layers - 1];
+	nn_layer   *last = output_layer(m);
 	nn_activation oact = nn_model_output_activation(m);
 	bool		fused;
 	double		batch_loss = 0.0;
@@ -651,7 +681,12 @@ nn_model_apply_gradients(nn_model *m, nn_error *err)
 {
 	if (!m->training_set)
 		return nn_fail(err, NN_ERR_INTERNAL, -1, "training is not configured");
-	nn_optimizer_step(m);
+	if (!nn_optimizer_step(m))
+	{
+		nn_fail(err, NN_ERR_NUMERIC, -1, "weights are not finite after the update");
+		nn_detail(err, "Lower the learning rate or clip the gradients.");
+		return NN_ERR_NUMERIC;
+	}
 	return NN_OK;
 }
 
@@ -678,7 +713,7 @@ nn_model_evaluate_batch(nn_model *m, float *pred_out, const float *x,
 						double *loss_sum, int64_t *correct, nn_error *err)
 {
 	nn_status	st;
-	nn_layer   *last = &m->layers[m->n_layers - 1];
+	nn_layer   *last = output_layer(m);
 	const float *out;
 
 	if ((st = check_batch(m, n, false, err)) != NN_OK)

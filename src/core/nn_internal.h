@@ -76,6 +76,13 @@ struct nn_model
 	double		penalty;		/* L1/L2 of the last gradient computation */
 };
 
+/* spec validation with parameter and statistics counts (model.c) */
+nn_status	nn_spec_counts(const nn_model_spec *spec, size_t *n_params,
+						   size_t *n_state, nn_error *err);
+nn_status	nn_model_build(nn_model **out, const nn_model_spec *spec,
+						   size_t max_bytes, const nn_alloc *alloc,
+						   nn_error *err);
+
 /* errors */
 nn_status	nn_fail(nn_error *err, nn_status status, int layer,
 					const char *fmt,...) __attribute__((format(printf, 4, 5)));
@@ -118,7 +125,7 @@ nn_status	nn_loss_compute(nn_loss_kind loss, nn_activation out_act,
 /* optimizer (optim.c) */
 int32_t		nn_optimizer_slots(nn_optimizer_kind kind);
 float		nn_schedule_lr(const nn_optimizer_spec *opt, int64_t step);
-void		nn_optimizer_step(nn_model *m);
+bool		nn_optimizer_step(nn_model *m);
 double		nn_penalty_grads(nn_model *m);
 
 #endif							/* NN_INTERNAL_H */

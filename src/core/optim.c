@@ -16,6 +16,7 @@
  * global_clipnorm).
  */
 #include <math.h>
+#include <string.h>
 
 #include "nn_internal.h"
 
@@ -153,8 +154,22 @@ nn_penalty_grads(nn_model *m)
 	return pen;
 }
 
-/* Penalties and clipping, then one update of every parameter. */
-void
+/* Is x infinite or NaN?  Integer test, so that loops using it vectorize. */
+static inline uint32_t
+nonfinite(float x)
+{
+	uint32_t	u;
+
+	memcpy(&u, &x, sizeof(u));
+	return ((u >> 23) & 0xFFu) == 0xFFu;
+}
+
+/*
+ * Clipping, then one update of every parameter.  Returns false when an
+ * updated weight or optimizer slot is no longer finite (the caller reports
+ * it; the model is then unusable and is not to be saved).
+ */
+bool
 nn_optimizer_step(nn_model *m)
 {
 	const nn_optimizer_spec *o = &m->opt;
@@ -165,6 +180,7 @@ nn_optimizer_step(nn_model *m)
 	float	   *s0 = m->slots[0];
 	float	   *s1 = m->slots[1];
 	float		eps = o->epsilon;
+	uint32_t	bad = 0;
 
 	if (o->clipvalue > 0.0f)
 		for (int64_t i = 0; i < n; i++)
@@ -188,40 +204,47 @@ nn_optimizer_step(nn_model *m)
 	switch (o->kind)
 	{
 		case NN_OPT_SGD:
-#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+#pragma omp parallel for schedule(static) reduction(|:bad) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
+			{
 				w[i] -= lr * g[i];
+				bad |= nonfinite(w[i]);
+			}
 			break;
 		case NN_OPT_MOMENTUM:
-#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+#pragma omp parallel for schedule(static) reduction(|:bad) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] = o->momentum * s0[i] - lr * g[i];
 				w[i] += s0[i];
+				bad |= nonfinite(w[i]) | nonfinite(s0[i]);
 			}
 			break;
 		case NN_OPT_NESTEROV:
-#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+#pragma omp parallel for schedule(static) reduction(|:bad) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] = o->momentum * s0[i] - lr * g[i];
 				w[i] += o->momentum * s0[i] - lr * g[i];
+				bad |= nonfinite(w[i]) | nonfinite(s0[i]);
 			}
 			break;
 		case NN_OPT_ADAGRAD:
-#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+#pragma omp parallel for schedule(static) reduction(|:bad) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] += g[i] * g[i];
 				w[i] -= lr * g[i] / (sqrtf(s0[i]) + eps);
+				bad |= nonfinite(w[i]) | nonfinite(s0[i]);
 			}
 			break;
 		case NN_OPT_RMSPROP:
-#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
+#pragma omp parallel for schedule(static) reduction(|:bad) if (n > PARALLEL_MIN)
 			for (int64_t i = 0; i < n; i++)
 			{
 				s0[i] = o->rho * s0[i] + (1.0f - o->rho) * g[i] * g[i];
 				w[i] -= lr * g[i] / (sqrtf(s0[i]) + eps);
+				bad |= nonfinite(w[i]) | nonfinite(s0[i]);
 			}
 			break;
 		case NN_OPT_ADAM:
@@ -235,15 +258,17 @@ nn_optimizer_step(nn_model *m)
 				float		decay = o->kind == NN_OPT_ADAMW ?
 					lr * o->weight_decay : 0.0f;
 
-	#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN)
-			for (int64_t i = 0; i < n; i++)
+#pragma omp parallel for schedule(static) reduction(|:bad) if (n > PARALLEL_MIN)
+				for (int64_t i = 0; i < n; i++)
 				{
 					w[i] -= decay * w[i];
 					s0[i] = b1 * s0[i] + (1.0f - b1) * g[i];
 					s1[i] = b2 * s1[i] + (1.0f - b2) * g[i] * g[i];
 					w[i] -= lr_t * s0[i] / (sqrtf(s1[i]) + eps);
+					bad |= nonfinite(w[i]) | nonfinite(s0[i]) | nonfinite(s1[i]);
 				}
 				break;
 			}
 	}
+	return bad == 0;
 }

@@ -39,10 +39,6 @@ enum tensor_role
 	ROLE_SLOT
 };
 
-nn_status	nn_model_build(nn_model **out, const nn_model_spec *spec,
-						   size_t max_bytes, const nn_alloc *alloc,
-						   nn_error *err);
-
 /* ---------- little-endian writer ---------- */
 
 typedef struct writer
@@ -159,11 +155,18 @@ tensor_count(const nn_model *m)
 	return n;
 }
 
+/* Bytes of the spec part: input shape and layer records. */
+static size_t
+spec_size(const nn_model *m)
+{
+	return 4 + 12 + 4 + (size_t) m->n_layers * LAYER_RECORD;
+}
+
 /* Bytes needed; with_optimizer only when training state exists. */
 size_t
 nn_model_serialized_size(const nn_model *m, bool with_optimizer)
 {
-	size_t		n = HEADER_BYTES + 4 + 12 + 4 + (size_t) m->n_layers * LAYER_RECORD;
+	size_t		n = HEADER_BYTES + spec_size(m);
 
 	n += 4 + (size_t) tensor_count(m) * TENSOR_HEAD;
 	n += ((size_t) m->n_params + (size_t) m->n_state) * 4;
@@ -177,30 +180,56 @@ nn_model_serialized_size(const nn_model *m, bool with_optimizer)
 	return n + 4;
 }
 
+/*
+ * The canonical record of a layer: options the kind does not use are
+ * written as nn_layer_spec_init() leaves them, so that every model has one
+ * byte form and the loader can insist on it.
+ */
 static void
 put_layer(writer *w, const nn_layer_spec *s, bool adapted)
 {
-	put_u32(w, (uint32_t) s->kind);
-	put_u32(w, (uint32_t) s->activation);
-	put_f32(w, s->alpha);
-	put_u32(w, (uint32_t) s->units);
-	put_u32(w, (uint32_t) s->filters);
-	put_u32(w, (uint32_t) s->kernel[0]);
-	put_u32(w, (uint32_t) s->kernel[1]);
-	put_u32(w, (uint32_t) s->strides[0]);
-	put_u32(w, (uint32_t) s->strides[1]);
-	put_u32(w, s->same_padding);
-	put_u32(w, s->use_bias);
-	put_u32(w, (uint32_t) s->shape_rank);
+	nn_layer_kind k = s->kind;
+	bool		conv = k == NN_LAYER_CONV2D;
+	bool		spatial = conv || k == NN_LAYER_MAXPOOL2D || k == NN_LAYER_AVGPOOL2D;
+	bool		weighted = conv || k == NN_LAYER_DENSE;
+	bool		has_act = weighted || k == NN_LAYER_ACTIVATION;
+	nn_activation act = has_act ? s->activation : NN_ACT_LINEAR;
+	bool		has_alpha = act == NN_ACT_LEAKY_RELU || act == NN_ACT_ELU;
+
+	put_u32(w, (uint32_t) k);
+	put_u32(w, (uint32_t) act);
+	put_f32(w, has_alpha ? s->alpha : 0.0f);
+	put_u32(w, (uint32_t) (k == NN_LAYER_DENSE ? s->units : 0));
+	put_u32(w, (uint32_t) (conv ? s->filters : 0));
+	for (int i = 0; i < 2; i++)
+		put_u32(w, (uint32_t) (spatial ? s->kernel[i] : 0));
+	for (int i = 0; i < 2; i++)
+		put_u32(w, (uint32_t) (spatial ? s->strides[i] : 0));
+	put_u32(w, spatial && s->same_padding);
+	put_u32(w, weighted ? s->use_bias : 1);
+	put_u32(w, (uint32_t) (k == NN_LAYER_RESHAPE ? s->shape_rank : 0));
 	for (int i = 0; i < NN_MAX_RANK; i++)
-		put_u32(w, (uint32_t) s->shape[i]);
-	put_f32(w, s->rate);
-	put_f32(w, s->scale);
-	put_f32(w, s->offset);
-	put_f32(w, s->l1);
-	put_f32(w, s->l2);
-	put_f32(w, s->epsilon);
-	put_u32(w, adapted);
+		put_u32(w, (uint32_t) (k == NN_LAYER_RESHAPE && i < s->shape_rank ?
+							   s->shape[i] : 0));
+	put_f32(w, k == NN_LAYER_DROPOUT ? s->rate : 0.0f);
+	put_f32(w, k == NN_LAYER_RESCALE ? s->scale : 1.0f);
+	put_f32(w, k == NN_LAYER_RESCALE ? s->offset : 0.0f);
+	put_f32(w, weighted ? s->l1 : 0.0f);
+	put_f32(w, weighted ? s->l2 : 0.0f);
+	put_f32(w, k == NN_LAYER_NORMALIZE ? s->epsilon : 1e-7f);
+	put_u32(w, k == NN_LAYER_NORMALIZE && adapted);
+}
+
+/* Input shape and layer records (the spec part after the header). */
+static void
+put_spec(writer *w, const nn_model *m)
+{
+	put_u32(w, (uint32_t) m->spec.input_rank);
+	for (int i = 0; i < NN_MAX_RANK; i++)
+		put_u32(w, (uint32_t) (i < m->spec.input_rank ? m->spec.input_shape[i] : 0));
+	put_u32(w, (uint32_t) m->n_layers);
+	for (int i = 0; i < m->n_layers; i++)
+		put_layer(w, &m->layers[i].spec, m->layers[i].adapted);
 }
 
 /* Serialize into buf; len must be nn_model_serialized_size(). */
@@ -217,18 +246,18 @@ nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
 		return nn_fail(err, NN_ERR_INTERNAL, -1,
 					   "serialization buffer of %zu bytes is too small for %zu",
 					   len, need_len);
+	/* the loader would refuse them: say so now, not at the next load */
+	for (int64_t i = 0; i < m->n_params; i++)
+		if (!isfinite(m->params[i]))
+			return nn_fail(err, NN_ERR_NUMERIC, -1,
+						   "cannot save a model whose weights are not finite");
 	memcpy(w.p, NN_MAGIC, 8);
 	w.p += 8;
 	put_u32(&w, NN_FORMAT_VERSION);
 	put_u32(&w, opt ? FLAG_OPTIMIZER : 0);
 	put_u64(&w, need_len);
 
-	put_u32(&w, (uint32_t) m->spec.input_rank);
-	for (int i = 0; i < NN_MAX_RANK; i++)
-		put_u32(&w, (uint32_t) (i < m->spec.input_rank ? m->spec.input_shape[i] : 0));
-	put_u32(&w, (uint32_t) m->n_layers);
-	for (int i = 0; i < m->n_layers; i++)
-		put_layer(&w, &m->layers[i].spec, m->layers[i].adapted);
+	put_spec(&w, m);
 
 	put_u32(&w, tensor_count(m));
 	for (int i = 0; i < m->n_layers; i++)
@@ -413,6 +442,21 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 		}
 		spec.n_layers = (int32_t) n_layers;
 		spec.layers = layers;
+
+		/*
+		 * The weights the spec implies must be in the bytes before anything
+		 * is allocated for them: a damaged size cannot make us allocate.
+		 */
+		{
+			size_t		np,
+						ns;
+			nn_error	sub;
+
+			if (nn_spec_counts(&spec, &np, &ns, &sub) == NN_OK &&
+				(size_t) (r.end - r.p) / 4 < np + ns)
+				CORRUPT("model bytes are too short for the %zu weights their layers need",
+						np + ns);
+		}
 		st = nn_model_build(&m, &spec, max_bytes, alloc, err);
 		if (st != NN_OK)
 		{
@@ -432,6 +476,25 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 	}
 	nn_free_bytes(alloc, layers);
 	layers = NULL;
+
+	/* one byte form per model: options a layer does not use must be unset */
+	{
+		size_t		n = spec_size(m);
+		uint8_t    *canon = nn_alloc_bytes(alloc, n);
+		writer		cw = {canon};
+		bool		same;
+
+		if (canon == NULL)
+		{
+			nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+			goto fail;
+		}
+		put_spec(&cw, m);
+		same = memcmp(canon, buf + HEADER_BYTES, n) == 0;
+		nn_free_bytes(alloc, canon);
+		if (!same)
+			CORRUPT("model bytes have a layer record that is not in canonical form");
+	}
 
 	n_tensors = get_u32(&r);
 	if (!r.ok || n_tensors != tensor_count(m))
@@ -489,7 +552,9 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 		step = (int64_t) get_u64(&r);
 		ncw = get_u32(&r);
 		if (!r.ok || step < 0 || !(lr_scale > 0.0f) || !isfinite(lr_scale) ||
-			ncw > 65536 || !need(&r, (size_t) ncw * 4))
+			ncw > 65536 || o.kind < 1 || o.kind > NN_OPT_MAX ||
+			(size_t) (r.end - r.p) / 4 < ncw + 1 +
+			(size_t) nn_optimizer_slots(o.kind) * ((size_t) m->n_params + 7))
 			CORRUPT("model bytes have a bad optimizer state");
 		if (ncw > 0)
 		{
@@ -516,8 +581,18 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 			CORRUPT("model bytes have %u optimizer slots, %s needs %d", nslots,
 					nn_optimizer_name(o.kind), m->n_slots);
 		for (uint32_t i = 0; i < nslots; i++)
-			if (!get_tensor(&r, i, ROLE_SLOT, m->slots[i], m->n_params))
+		{
+			/* accumulators of squares cannot be negative */
+			bool		squares = (o.kind == NN_OPT_ADAGRAD ||
+								   o.kind == NN_OPT_RMSPROP) ? i == 0 :
+				(o.kind == NN_OPT_ADAM || o.kind == NN_OPT_ADAMW) && i == 1;
+			bool		ok = get_tensor(&r, i, ROLE_SLOT, m->slots[i], m->n_params);
+
+			for (int64_t j = 0; ok && squares && j < m->n_params; j++)
+				ok = m->slots[i][j] >= 0.0f;
+			if (!ok)
 				CORRUPT("model bytes have a bad optimizer slot %u", i);
+		}
 		m->step = step;
 		m->lr_scale = lr_scale;
 	}
