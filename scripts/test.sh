@@ -11,8 +11,7 @@
 #   installcheck   make installcheck (pg_regress) against that server
 #   integration/X  test/integration/X.sh against that server
 # The server is stopped and removed at the end, also on failure or Ctrl-C.
-# The unit steps are skipped while test/unit/Makefile does not exist. The
-# last line is "N passed, N failed"; the exit code is non-zero on a failure.
+# The last line is "N passed, N failed"; the exit code is non-zero on a failure.
 # Run as root on a fresh Debian 12 machine; the repository need not be
 # readable by the server's OS user (clients run as the caller).
 set -uo pipefail
@@ -25,7 +24,6 @@ cluster=(bash "$NNPG_ROOT/scripts/cluster.sh" -p "$NNPG_PORT")
 
 passed=0
 failed=0
-skipped=0
 results=()
 cluster_up=0
 built=0
@@ -40,15 +38,6 @@ record() {
 		failed=$((failed + 1))
 		line=$(printf 'FAIL  %-32s %6ss  (exit %s)' "$1" "$3" "$2")
 	fi
-	results+=("$line")
-	printf '%s\n' "$line"
-}
-
-# skip NAME REASON: a step that cannot run yet and is not counted.
-skip() {
-	local line
-	skipped=$((skipped + 1))
-	line=$(printf 'SKIP  %-32s (%s)' "$1" "$2")
 	results+=("$line")
 	printf '%s\n' "$line"
 }
@@ -96,15 +85,9 @@ installcheck() {
 step setup bash scripts/setup.sh && built=1
 
 # 2. Core unit tests: they need no server.
-if [ -f test/unit/Makefile ]; then
-	step unit/check make -C test/unit check
-	step unit/asan make -C test/unit check-asan
-	step unit/fuzz make -C test/unit fuzz-smoke
-else
-	for t in unit/check unit/asan unit/fuzz; do
-		skip "$t" "no test/unit/Makefile yet"
-	done
-fi
+step unit/check make -C test/unit check
+step unit/asan make -C test/unit check-asan
+step unit/fuzz make -C test/unit fuzz-smoke
 
 # 3. A throwaway server, and what runs against it.
 if [ "$built" = 1 ]; then
@@ -135,6 +118,5 @@ stop_cluster
 
 printf '\n======== summary\n'
 printf '%s\n' "${results[@]}"
-[ "$skipped" = 0 ] || echo "($skipped skipped)"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -8,6 +8,7 @@
  * statistics.  Work buffers are sized once by nn_model_prepare() for the
  * largest batch: nothing is allocated per batch.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -788,22 +789,45 @@ nn_model_adapt_batch(nn_model *m, const float *x, int32_t n, nn_error *err)
 	C = l->channels;
 	if (l->acc == NULL)
 	{
-		l->acc = nn_alloc_bytes(&m->alloc, sizeof(double) * 2 * C);
+		l->acc = nn_alloc_bytes(&m->alloc, sizeof(double) * 3 * C);
 		if (l->acc == NULL)
 			return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
-		memset(l->acc, 0, sizeof(double) * 2 * C);
+		memset(l->acc, 0, sizeof(double) * 3 * C);
 		l->acc_n = 0;
 	}
 	in = forward(m, x, n, i, false, NULL);
-	for (size_t r = 0; r < l->in_size * n; r += C)
+	{
+		/*
+		 * Chan et al.'s pairwise update: the batch's mean and sum of squared
+		 * deviations by two passes, merged into the running (mean, M2), so
+		 * that no E[x^2] - mean^2 cancellation happens.
+		 */
+		double	   *mean = l->acc,
+				   *m2 = l->acc + C,
+				   *bmean = l->acc + 2 * C;
+		int64_t		nb = (int64_t) (l->in_size / C) * n;
+		double		na = (double) l->acc_n,
+					tot = na + (double) nb;
+
+		for (int32_t c = 0; c < C; c++)
+			bmean[c] = 0.0;
+		for (size_t r = 0; r < l->in_size * n; r += C)
+			for (int32_t c = 0; c < C; c++)
+				bmean[c] += in[r + c];
+		for (int32_t c = 0; c < C; c++)
+			bmean[c] /= (double) nb;
 		for (int32_t c = 0; c < C; c++)
 		{
-			double		v = in[r + c];
+			double		bm2 = 0.0,
+						delta = bmean[c] - mean[c];
 
-			l->acc[c] += v;
-			l->acc[C + c] += v * v;
+			for (size_t r = c; r < l->in_size * n; r += C)
+				bm2 += (in[r] - bmean[c]) * (in[r] - bmean[c]);
+			mean[c] += delta * (double) nb / tot;
+			m2[c] += bm2 + delta * delta * na * (double) nb / tot;
 		}
-	l->acc_n += (int64_t) (l->in_size / C) * n;
+		l->acc_n += nb;
+	}
 	return NN_OK;
 }
 
@@ -824,11 +848,19 @@ nn_model_adapt_finish(nn_model *m, nn_error *err)
 	mean = m->state + l->s_off;
 	for (int32_t c = 0; c < l->channels; c++)
 	{
-		double		mu = l->acc[c] / l->acc_n;
-		double		var = l->acc[l->channels + c] / l->acc_n - mu * mu;
+		double		mu = l->acc[c];
+		double		var = l->acc[l->channels + c] / l->acc_n;
 
-		mean[c] = (float) mu;
-		mean[l->channels + c] = (float) (var > 0.0 ? var : 0.0);
+		/* float32 statistics: a variance past FLT_MAX cannot be stored */
+		if (!(fabs(mu) <= FLT_MAX && var <= FLT_MAX))
+			return nn_fail(err, NN_ERR_DATA, i,
+						   "layer %d (normalize): values of feature %d are too large to normalize",
+						   i + 1, c + 1);
+	}
+	for (int32_t c = 0; c < l->channels; c++)
+	{
+		mean[c] = (float) l->acc[c];
+		mean[l->channels + c] = (float) (l->acc[l->channels + c] / l->acc_n);
 	}
 	nn_free_bytes(&m->alloc, l->acc);
 	l->acc = NULL;

@@ -97,7 +97,7 @@ typedef enum nn_activation
 {
 	NN_ACT_LINEAR = 0,
 	NN_ACT_RELU,
-	NN_ACT_LEAKY_RELU,			/* alpha = 0.3 as Keras unless given */
+	NN_ACT_LEAKY_RELU,			/* alpha = 0.2 (Keras's leaky_relu) unless given */
 	NN_ACT_ELU,					/* alpha = 1.0 */
 	NN_ACT_SIGMOID,
 	NN_ACT_TANH,
@@ -231,7 +231,10 @@ nn_status	nn_model_create(nn_model **out, const nn_model_spec *spec,
 							const nn_alloc *alloc, nn_error *err);
 void		nn_model_free(nn_model *model);
 
-/* Validate a spec and infer shapes without allocating weights. */
+/*
+ * Validate a spec and infer shapes without allocating weights: NN_ERR_SPEC
+ * naming the layer, or NN_ERR_LIMIT when sizes overflow.
+ */
 nn_status	nn_spec_check(const nn_model_spec *spec, nn_error *err);
 
 /* The spec the model was built from (owned by the model). */
@@ -308,7 +311,11 @@ int64_t		nn_model_step_count(const nn_model *model);
 
 /* ---------- introspection (tests, gradient checks) ---------- */
 
-/* Flat parameter vector (nn_model_param_count floats), writable. */
+/*
+ * Flat trainable parameter vector, writable: the sum of every layer's
+ * kernel and bias lengths (nn_model_layer_params), which is less than
+ * nn_model_param_count when normalize statistics are counted there.
+ */
 float	   *nn_model_params(nn_model *model);
 /* Gradients of the last nn_model_compute_gradients, same layout. */
 const float *nn_model_grads(const nn_model *model);

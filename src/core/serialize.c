@@ -251,6 +251,15 @@ nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
 		if (!isfinite(m->params[i]))
 			return nn_fail(err, NN_ERR_NUMERIC, -1,
 						   "cannot save a model whose weights are not finite");
+	for (int64_t i = 0; i < m->n_state; i++)
+		if (!isfinite(m->state[i]))
+			return nn_fail(err, NN_ERR_NUMERIC, -1,
+						   "cannot save a model whose normalize statistics are not finite");
+	for (int32_t s = 0; opt && s < m->n_slots; s++)
+		for (int64_t i = 0; i < m->n_params; i++)
+			if (!isfinite(m->slots[s][i]))
+				return nn_fail(err, NN_ERR_NUMERIC, -1,
+							   "cannot save optimizer state that is not finite");
 	memcpy(w.p, NN_MAGIC, 8);
 	w.p += 8;
 	put_u32(&w, NN_FORMAT_VERSION);
