@@ -14,7 +14,7 @@ OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
 EXTENSION = nnpg
 DATA = extension/nnpg--0.1.0.sql
 
-REGRESS = install spec create fit fit_errors predict manage cnn security uninstall
+REGRESS = install spec create fit fit_errors predict manage cnn fashion security uninstall
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/pg
 # Warnings are errors; -O2 comes from pg_config.  Never -ffast-math or
