@@ -14,7 +14,7 @@ OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
 EXTENSION = nnpg
 DATA = extension/nnpg--0.1.0.sql
 
-REGRESS = install spec create fit fit_errors predict manage cnn fashion security uninstall
+REGRESS = install spec create fit fit_errors predict manage cnn fashion sequence security uninstall
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/pg
 # Warnings are errors; -O2 comes from pg_config.  Never -ffast-math or
@@ -33,3 +33,7 @@ include $(PGXS)
 # -O3 vectorizes the element-wise loops; OpenMP splits layers over threads.
 $(CORE_SRCS:.c=.o): CFLAGS += -Wno-declaration-after-statement -O3 -fno-math-errno -fopenmp
 $(CORE_SRCS:.c=.bc): BITCODE_CFLAGS += -Wno-declaration-after-statement
+
+# PGXS does not track headers: rebuild every object when one changes, so a
+# grown struct never meets an object compiled against the old one.
+$(OBJS): $(wildcard src/core/*.h src/pg/*.h)

@@ -13,6 +13,8 @@
  * pooling with 'same' divides by the number of cells inside the input.
  * Reference definitions: https://keras.io/api/layers/ (Dense, Conv2D,
  * MaxPooling2D, AveragePooling2D, Dropout, Rescaling, Normalization).
+ * Batchnorm, embedding and the global pools are in norm.c, the recurrent
+ * layers in sequence.c; this file validates them and dispatches to them.
  *
  * Not here: dilation, groups, data_format channels_first.
  */
@@ -86,8 +88,12 @@ nn_layer_infer(nn_layer *l, int index, nn_error *err)
 		FAIL("layer %d (%s): input size overflows", no, kn);
 	l->out_rank = l->in_rank;
 	memcpy(l->out_shape, l->in_shape, sizeof(l->out_shape));
-	l->w_off = l->b_off = l->s_off = -1;
-	l->w_len = l->b_len = 0;
+	l->w_off = l->b_off = l->s_off = l->r_off = -1;
+	l->w_len = l->b_len = l->r_len = 0;
+	if ((int) s->recurrent_activation < 0 ||
+		s->recurrent_activation > NN_ACT_MAX)
+		FAIL("layer %d (%s): unrecognized recurrent activation %d", no, kn,
+			 (int) s->recurrent_activation);
 
 	switch (s->kind)
 	{
@@ -198,13 +204,95 @@ nn_layer_infer(nn_layer *l, int index, nn_error *err)
 				FAIL("layer %d (normalize): \"epsilon\" must be positive", no);
 			l->channels = l->in_shape[l->in_rank - 1];
 			break;
+		case NN_LAYER_BATCHNORM:
+			if (!(s->epsilon > 0.0f) || !isfinite(s->epsilon))
+				FAIL("layer %d (batchnorm): \"epsilon\" must be positive", no);
+			if (!(s->momentum >= 0.0f && s->momentum <= 1.0f))
+				FAIL("layer %d (batchnorm): \"momentum\" must be in [0, 1]", no);
+			l->channels = l->in_shape[l->in_rank - 1];
+			l->w_len = l->b_len = l->channels;	/* gamma, beta */
+			break;
+		case NN_LAYER_EMBEDDING:
+			if (s->input_dim <= 0)
+				FAIL("layer %d (embedding): \"input_dim\" must be a positive integer, not %d",
+					 no, s->input_dim);
+			if (s->output_dim <= 0)
+				FAIL("layer %d (embedding): \"output_dim\" must be a positive integer, not %d",
+					 no, s->output_dim);
+			if (l->in_rank != 1)
+				FAIL("layer %d (embedding): input must be a flat sequence of token ids, not of rank %d",
+					 no, l->in_rank);
+			if ((double) s->input_dim * s->output_dim > (double) INT32_MAX)
+				FAIL("layer %d (embedding): table size overflows", no);
+			l->out_rank = 2;
+			l->out_shape[0] = l->in_shape[0];
+			l->out_shape[1] = s->output_dim;
+			l->w_len = (int64_t) s->input_dim * s->output_dim;
+			break;
+		case NN_LAYER_GLOBAL_AVGPOOL:
+		case NN_LAYER_GLOBAL_MAXPOOL:
+			if (l->in_rank < 2)
+				FAIL("layer %d (%s): input must be a sequence (timesteps, features) or an image (height, width, channels), not flat",
+					 no, kn);
+			l->channels = l->in_shape[l->in_rank - 1];
+			l->out_rank = 1;
+			memset(l->out_shape, 0, sizeof(l->out_shape));
+			l->out_shape[0] = l->channels;
+			break;
+		case NN_LAYER_SIMPLE_RNN:
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			{
+				int64_t		g = nn_rnn_gates(s->kind);
+				int64_t		u = s->units;
+
+				if (s->units <= 0)
+					FAIL("layer %d (%s): \"units\" must be a positive integer, not %d",
+						 no, kn, s->units);
+				if (l->in_rank != 2)
+					FAIL("layer %d (%s): input must be a sequence (timesteps, features), not of rank %d",
+						 no, kn, l->in_rank);
+				if (s->activation == NN_ACT_SOFTMAX ||
+					s->recurrent_activation == NN_ACT_SOFTMAX)
+					FAIL("layer %d (%s): softmax cannot be a recurrent layer's activation",
+						 no, kn);
+				if (s->kind == NN_LAYER_SIMPLE_RNN &&
+					s->recurrent_activation != NN_ACT_LINEAR)
+					FAIL("layer %d (%s): \"recurrent_activation\" is not an option of this layer",
+						 no, kn);
+				if ((double) g * u * (u + l->in_shape[1] + 2) > (double) INT32_MAX)
+					FAIL("layer %d (%s): weight size overflows", no, kn);
+				l->w_len = (int64_t) l->in_shape[1] * g * u;
+				l->r_len = u * g * u;
+				l->b_len = s->use_bias ?
+					(s->kind == NN_LAYER_GRU ? 2 * g * u : g * u) : 0;
+				if (s->return_sequences)
+				{
+					l->out_rank = 2;
+					l->out_shape[0] = l->in_shape[0];
+					l->out_shape[1] = s->units;
+				}
+				else
+				{
+					l->out_rank = 1;
+					memset(l->out_shape, 0, sizeof(l->out_shape));
+					l->out_shape[0] = s->units;
+				}
+				break;
+			}
 		default:
 			FAIL("layer %d: unrecognized layer type %d", no, (int) s->kind);
 	}
 	/* softmax applies over the last axis (channels for conv2d), as Keras */
 	if (s->kind != NN_LAYER_ACTIVATION && s->kind != NN_LAYER_DENSE &&
-		s->kind != NN_LAYER_CONV2D && s->activation != NN_ACT_LINEAR)
+		s->kind != NN_LAYER_CONV2D && s->kind != NN_LAYER_SIMPLE_RNN &&
+		s->kind != NN_LAYER_LSTM && s->kind != NN_LAYER_GRU &&
+		s->activation != NN_ACT_LINEAR)
 		FAIL("layer %d (%s): \"activation\" is not an option of this layer",
+			 no, kn);
+	if (s->kind != NN_LAYER_LSTM && s->kind != NN_LAYER_GRU &&
+		s->recurrent_activation != NN_ACT_LINEAR)
+		FAIL("layer %d (%s): \"recurrent_activation\" is not an option of this layer",
 			 no, kn);
 	l->out_size = shape_size(l->out_rank, l->out_shape);
 	if (l->out_size == 0)
@@ -214,8 +302,11 @@ nn_layer_infer(nn_layer *l, int index, nn_error *err)
 
 #undef FAIL
 
-/* Glorot-uniform kernel, zero bias (Keras defaults). */
-void
+/*
+ * Glorot-uniform kernel, zero bias (Keras defaults); see the other kinds.
+ * False only when the recurrent layers' scratch cannot be allocated.
+ */
+bool
 nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
 {
 	double		fan_in,
@@ -224,7 +315,28 @@ nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
 	float	   *w;
 
 	if (l->w_len <= 0)
-		return;
+		return true;
+	switch (l->spec.kind)
+	{
+		case NN_LAYER_SIMPLE_RNN:
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			return nn_rnn_init_params(m, l, rng);
+		case NN_LAYER_BATCHNORM:
+			/* gamma 1, beta 0 */
+			for (int64_t i = 0; i < l->w_len; i++)
+				m->params[l->w_off + i] = 1.0f;
+			memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
+			return true;
+		case NN_LAYER_EMBEDDING:
+			/* Keras's embeddings_initializer: uniform(-0.05, 0.05) */
+			w = m->params + l->w_off;
+			for (int64_t i = 0; i < l->w_len; i++)
+				w[i] = (float) ((2.0 * nn_rng_uniform(rng) - 1.0) * 0.05);
+			return true;
+		default:
+			break;
+	}
 	if (l->spec.kind == NN_LAYER_DENSE)
 	{
 		fan_in = (double) l->in_size;
@@ -243,6 +355,7 @@ nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
 		w[i] = (float) ((2.0 * nn_rng_uniform(rng) - 1.0) * limit);
 	if (l->b_len > 0)
 		memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
+	return true;
 }
 
 /*
@@ -269,13 +382,23 @@ par(double work, int32_t pieces)
 	return pieces > 1 && work >= PAR_MIN_WORK;
 }
 
-/* Samples per conv2d chunk. */
+/* Samples per conv2d chunk of a batch of n. */
 static int32_t
-conv_chunk(const nn_layer *l)
+conv_chunk(const nn_layer *l, int32_t n)
 {
-	int32_t		rows = l->out_shape[0] * l->out_shape[1];
+	int64_t		rows = (int64_t) n * l->out_shape[0] * l->out_shape[1];
+	int64_t		nchunks = (rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+#ifdef _OPENMP
+	int64_t		team = omp_get_max_threads();
+#else
+	int64_t		team = 1;
+#endif
 
-	return rows >= CHUNK_ROWS ? 1 : (CHUNK_ROWS + rows - 1) / rows;
+	/* a multiple of the team, so that no thread waits for a last chunk */
+	nchunks = (nchunks + team - 1) / team * team;
+	if (nchunks > n)
+		nchunks = n;
+	return (int32_t) ((n + nchunks - 1) / nchunks);
 }
 
 /* Expand samples [b0, b1) of (B, H, W, C) into col rows (OH*OW, KH*KW*C). */
@@ -416,6 +539,20 @@ thread_rows(int32_t n, int32_t *r0, int32_t *r1)
 	*r1 = (int32_t) ((int64_t) n * (t + 1) / nt);
 }
 
+/* par() for the other files of the core. */
+bool
+nn_par(double work, int32_t pieces)
+{
+	return par(work, pieces);
+}
+
+/* thread_rows() for the other files of the core (inside a parallel region). */
+void
+nn_thread_rows(int32_t n, int32_t *r0, int32_t *r1)
+{
+	thread_rows(n, r0, r1);
+}
+
 /*
  * Parameter gradients of a GEMM layer: dW (K, F) = X^T (M, K)^T dZ (M, F)
  * and db = column sums of dZ, each thread taking a band of the F columns.
@@ -487,7 +624,7 @@ conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	int32_t		per = l->out_shape[0] * l->out_shape[1];
 	int			K = l->spec.kernel[0] * l->spec.kernel[1] * l->in_shape[2];
 	int			F = l->spec.filters;
-	int32_t		chunk = conv_chunk(l);
+	int32_t		chunk = conv_chunk(l, n);
 	int32_t		nchunks = (n + chunk - 1) / chunk;
 
 #pragma omp parallel for schedule(static) \
@@ -665,9 +802,9 @@ norm_div(const nn_layer *l, const float *var, int32_t c)
  * Forward one layer over n rows: reads l->x, sets l->y.  Identity layers
  * (flatten, reshape, dropout at inference or rate 0) pass their input on.
  */
-void
-nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
-				 nn_rng *rng)
+nn_status
+nn_layer_forward(nn_model *m, nn_layer *l, int index, int32_t n,
+				 bool training, nn_rng *rng, nn_error *err)
 {
 	const float *x = l->x;
 	const nn_layer_spec *s = &l->spec;
@@ -679,18 +816,18 @@ nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	{
 		case NN_LAYER_DENSE:
 			dense_forward(m, l, x, n);
-			return;
+			return NN_OK;
 		case NN_LAYER_CONV2D:
 			conv_forward(m, l, x, n);
-			return;
+			return NN_OK;
 		case NN_LAYER_MAXPOOL2D:
 		case NN_LAYER_AVGPOOL2D:
 			pool_forward(l, x, n);
-			return;
+			return NN_OK;
 		case NN_LAYER_FLATTEN:
 		case NN_LAYER_RESHAPE:
 			l->y = (float *) x;
-			return;
+			return NN_OK;
 		case NN_LAYER_DROPOUT:
 			if (!training || s->rate <= 0.0f)
 				l->y = (float *) x;
@@ -705,16 +842,16 @@ nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 					l->ybuf[i] = x[i] * l->mask[i];
 				}
 			}
-			return;
+			return NN_OK;
 		case NN_LAYER_ACTIVATION:
 			if (l->logits)
 				memcpy(l->logits, x, sizeof(float) * total);
 			nn_act_forward(s->activation, s->alpha, l->ybuf, x, total / k, k);
-			return;
+			return NN_OK;
 		case NN_LAYER_RESCALE:
 			for (size_t i = 0; i < total; i++)
 				l->ybuf[i] = x[i] * s->scale + s->offset;
-			return;
+			return NN_OK;
 		case NN_LAYER_NORMALIZE:
 			{
 				const float *mean = m->state + l->s_off;
@@ -724,9 +861,24 @@ nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 				for (size_t i = 0; i < total; i += C)
 					for (int32_t c = 0; c < C; c++)
 						l->ybuf[i + c] = (x[i + c] - mean[c]) / norm_div(l, var, c);
-				return;
+				return NN_OK;
 			}
+		case NN_LAYER_BATCHNORM:
+			nn_batchnorm_forward(m, l, x, n, training);
+			return NN_OK;
+		case NN_LAYER_EMBEDDING:
+			return nn_embedding_forward(m, l, index, x, n, err);
+		case NN_LAYER_GLOBAL_AVGPOOL:
+		case NN_LAYER_GLOBAL_MAXPOOL:
+			nn_global_pool_forward(l, x, n);
+			return NN_OK;
+		case NN_LAYER_SIMPLE_RNN:
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			nn_rnn_forward(m, l, x, n);
+			return NN_OK;
 	}
+	return NN_OK;
 }
 
 /* dz = dy * f'(.) in place over n rows, split over threads. */
@@ -766,7 +918,9 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 	const nn_layer_spec *s = &l->spec;
 	size_t		total = l->out_size * n;
 
-	if (s->activation != NN_ACT_LINEAR && !fused)
+	/* rnn layers apply their activations inside the recurrence */
+	if (s->activation != NN_ACT_LINEAR && !fused &&
+		nn_rnn_gates(s->kind) == 0)
 		act_backward_rows(l, dy, n);
 
 	switch (s->kind)
@@ -797,7 +951,7 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 				int32_t		per = l->out_shape[0] * l->out_shape[1];
 				int			K = s->kernel[0] * s->kernel[1] * l->in_shape[2];
 				int			F = s->filters;
-				int32_t		chunk = conv_chunk(l);
+				int32_t		chunk = conv_chunk(l, n);
 				int32_t		nchunks = (n + chunk - 1) / chunk;
 
 				weight_grads(m, l, l->col, dy, K, F, (size_t) n * per);
@@ -849,8 +1003,49 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 						dx[i + c] = dy[i + c] / norm_div(l, var, c);
 			}
 			break;
+		case NN_LAYER_BATCHNORM:
+			nn_batchnorm_backward(m, l, dx, dy, n);
+			break;
+		case NN_LAYER_EMBEDDING:
+			nn_embedding_backward(m, l, dx, dy, n);
+			break;
+		case NN_LAYER_GLOBAL_AVGPOOL:
+		case NN_LAYER_GLOBAL_MAXPOOL:
+			if (dx)
+				nn_global_pool_backward(l, dx, dy, n);
+			break;
+		case NN_LAYER_SIMPLE_RNN:
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			nn_rnn_backward(m, l, dx, dy, n);
+			break;
 		case NN_LAYER_FLATTEN:
 		case NN_LAYER_RESHAPE:
 			break;
 	}
+}
+
+/* Floats of l->work per sample for the mode (0: the layer needs none). */
+size_t
+nn_layer_work_size(const nn_layer *l, bool training)
+{
+	switch (l->spec.kind)
+	{
+		case NN_LAYER_BATCHNORM:
+			/* training: xhat (in_size), then (4, C) batch statistics */
+			return training ? l->in_size + 4 * (size_t) l->channels : 0;
+		case NN_LAYER_SIMPLE_RNN:
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			return nn_rnn_work_size(l, training);
+		default:
+			return 0;
+	}
+}
+
+/* Kinds with per-channel statistics in the state vector. */
+bool
+nn_layer_has_state(nn_layer_kind kind)
+{
+	return kind == NN_LAYER_NORMALIZE || kind == NN_LAYER_BATCHNORM;
 }

@@ -98,9 +98,14 @@ nn_loss_compute(nn_loss_kind loss, nn_activation out_act, float *dout,
 			float		c = t[r];
 
 			if (!(c >= 0.0f && c < (float) k && c == floorf(c)))
-				return nn_fail(err, NN_ERR_DATA, -1,
-							   "class index %g is out of range for %zu outputs",
-							   (double) c, k);
+			{
+				nn_fail(err, NN_ERR_DATA, -1,
+						"class index %g is out of range for %zu outputs",
+						(double) c, k);
+				if (err)
+					err->row = r;
+				return NN_ERR_DATA;
+			}
 			cls = (size_t) c;
 		}
 		else if (loss == NN_LOSS_CATEGORICAL_CE)

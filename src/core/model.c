@@ -3,10 +3,11 @@
  * training steps and normalize-layer adaptation.
  *
  * A model is a sequential array of layers over one flat parameter vector
- * (kernels then biases, layer by layer), its gradient of the same layout,
- * up to two optimizer slot vectors and a small state vector for normalize
- * statistics.  Work buffers are sized once by nn_model_prepare() for the
- * largest batch: nothing is allocated per batch.
+ * (kernels, recurrent kernels, then biases, layer by layer), its gradient
+ * of the same layout, up to two optimizer slot vectors and a small state
+ * vector for normalize statistics and batchnorm moving averages.  Work
+ * buffers are sized once by nn_model_prepare() for the largest batch:
+ * nothing is allocated per batch.
  */
 #include <float.h>
 #include <math.h>
@@ -82,6 +83,18 @@ infer_layer(nn_layer *l, const nn_layer *prev, const nn_model_spec *spec,
 		memcpy(l->in_shape, spec->input_shape,
 			   sizeof(int32_t) * spec->input_rank);
 	}
+	/* ids have no gradient: nothing trainable or value-mixing before them */
+	if (l->spec.kind == NN_LAYER_EMBEDDING)
+		for (int j = 0; j < i; j++)
+		{
+			nn_layer_kind k = spec->layers[j].kind;
+
+			if (k != NN_LAYER_RESHAPE && k != NN_LAYER_FLATTEN &&
+				k != NN_LAYER_RESCALE)
+				return nn_fail(err, NN_ERR_SPEC, i,
+							   "layer %d (embedding): must be the first layer (or follow only reshape, flatten and rescale layers), not follow layer %d (%s)",
+							   i + 1, j + 1, nn_layer_kind_name(k));
+		}
 	return nn_layer_infer(l, i, err);
 }
 
@@ -106,8 +119,8 @@ nn_spec_counts(const nn_model_spec *spec, size_t *n_params, size_t *n_state,
 		memset(&cur, 0, sizeof(cur));
 		if ((st = infer_layer(&cur, i ? &prev : NULL, spec, i, err)) != NN_OK)
 			return st;
-		np += (size_t) cur.w_len + (size_t) cur.b_len;
-		if (cur.spec.kind == NN_LAYER_NORMALIZE)
+		np += (size_t) cur.w_len + (size_t) cur.r_len + (size_t) cur.b_len;
+		if (nn_layer_has_state(cur.spec.kind))
 			ns += 2 * (size_t) cur.channels;
 		if (np > (size_t) INT64_MAX / 16)
 			return nn_fail(err, NN_ERR_LIMIT, i, "model has too many parameters");
@@ -142,7 +155,8 @@ free_buffers(nn_model *m)
 		nn_free_bytes(a, l->col);
 		nn_free_bytes(a, l->argmax);
 		nn_free_bytes(a, l->mask);
-		l->ybuf = l->logits = l->col = l->mask = NULL;
+		nn_free_bytes(a, l->work);
+		l->ybuf = l->logits = l->col = l->mask = l->work = NULL;
 		l->argmax = NULL;
 	}
 	nn_free_bytes(a, m->dbuf[0]);
@@ -219,12 +233,17 @@ nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 			l->w_off = (int64_t) np;
 			np += (size_t) l->w_len;
 		}
+		if (l->r_len > 0)
+		{
+			l->r_off = (int64_t) np;
+			np += (size_t) l->r_len;
+		}
 		if (l->b_len > 0)
 		{
 			l->b_off = (int64_t) np;
 			np += (size_t) l->b_len;
 		}
-		if (l->spec.kind == NN_LAYER_NORMALIZE)
+		if (nn_layer_has_state(l->spec.kind))
 		{
 			l->s_off = (int64_t) ns;
 			ns += 2 * (size_t) l->channels;
@@ -261,7 +280,7 @@ nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 	{
 		nn_layer   *l = &layers[i];
 
-		if (l->spec.kind == NN_LAYER_NORMALIZE)
+		if (nn_layer_has_state(l->spec.kind))
 			for (int32_t c = 0; c < l->channels; c++)
 			{
 				m->state[l->s_off + c] = 0.0f;
@@ -284,7 +303,12 @@ nn_model_create(nn_model **out, const nn_model_spec *spec, uint64_t seed,
 		return st;
 	nn_rng_seed(&rng, seed);
 	for (int i = 0; i < (*out)->n_layers; i++)
-		nn_layer_init_params(*out, &(*out)->layers[i], &rng);
+		if (!nn_layer_init_params(*out, &(*out)->layers[i], &rng))
+		{
+			nn_model_free(*out);
+			*out = NULL;
+			return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+		}
 	return NN_OK;
 }
 
@@ -311,7 +335,9 @@ layer_params(const nn_layer *l)
 {
 	if (l->spec.kind == NN_LAYER_NORMALIZE)
 		return 2 * (int64_t) l->channels + 1;	/* mean, variance, count */
-	return l->w_len + l->b_len;
+	if (l->spec.kind == NN_LAYER_BATCHNORM)
+		return 4 * (int64_t) l->channels;	/* moving statistics counted */
+	return l->w_len + l->r_len + l->b_len;
 }
 
 /* Parameter count as Keras reports it (non-trainable statistics included). */
@@ -382,6 +408,29 @@ nn_model_layer_params(const nn_model *m, int i, int64_t *kernel_off,
 	*bias_len = l->b_len;
 }
 
+/* Offset and length of layer i's recurrent kernel (-1/0 when none). */
+void
+nn_model_layer_recurrent(const nn_model *m, int i, int64_t *off, int64_t *len)
+{
+	*off = m->layers[i].r_off;
+	*len = m->layers[i].r_len;
+}
+
+/* Layer i's non-trainable per-channel statistics (2 C floats), or NULL. */
+float *
+nn_model_layer_state(nn_model *m, int i, int32_t *channels)
+{
+	const nn_layer *l = &m->layers[i];
+
+	if (!nn_layer_has_state(l->spec.kind))
+	{
+		*channels = 0;
+		return NULL;
+	}
+	*channels = l->channels;
+	return m->state + l->s_off;
+}
+
 /* Sum sizes into *total with overflow checks; false on overflow. */
 static bool
 add_buffer(size_t *total, size_t count, size_t elem, int32_t batch)
@@ -432,8 +481,12 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 			ok = add_buffer(&total, l->out_size, sizeof(float), B);
 		if (ok && l->spec.kind == NN_LAYER_CONV2D)
 			ok = add_buffer(&total, col_size(l), sizeof(float), B);
-		if (ok && training && l->spec.kind == NN_LAYER_MAXPOOL2D)
+		if (ok && training && (l->spec.kind == NN_LAYER_MAXPOOL2D ||
+							   l->spec.kind == NN_LAYER_GLOBAL_MAXPOOL))
 			ok = add_buffer(&total, l->out_size, sizeof(int32_t), B);
+		if (ok)
+			ok = add_buffer(&total, nn_layer_work_size(l, training),
+							sizeof(float), B);
 		if (ok && training && l->spec.kind == NN_LAYER_DROPOUT &&
 			!is_identity(l, true))
 			ok = add_buffer(&total, l->in_size, sizeof(float), B);
@@ -461,8 +514,12 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 			ok = (l->ybuf = nn_alloc_bytes(a, sizeof(float) * l->out_size * B)) != NULL;
 		if (ok && l->spec.kind == NN_LAYER_CONV2D)
 			ok = (l->col = nn_alloc_bytes(a, sizeof(float) * col_size(l) * B)) != NULL;
-		if (ok && training && l->spec.kind == NN_LAYER_MAXPOOL2D)
+		if (ok && training && (l->spec.kind == NN_LAYER_MAXPOOL2D ||
+							   l->spec.kind == NN_LAYER_GLOBAL_MAXPOOL))
 			ok = (l->argmax = nn_alloc_bytes(a, sizeof(int32_t) * l->out_size * B)) != NULL;
+		if (ok && nn_layer_work_size(l, training) > 0)
+			ok = (l->work = nn_alloc_bytes(a, sizeof(float) *
+										   nn_layer_work_size(l, training) * B)) != NULL;
 		if (ok && training && l->spec.kind == NN_LAYER_DROPOUT &&
 			!is_identity(l, true))
 			ok = (l->mask = nn_alloc_bytes(a, sizeof(float) * l->in_size * B)) != NULL;
@@ -495,22 +552,29 @@ check_batch(const nn_model *m, int32_t n, bool training, nn_error *err)
 	return NN_OK;
 }
 
-/* Forward through layers [0, upto), returning the last output. */
-static const float *
-forward(nn_model *m, const float *x, int32_t n, int upto, bool training,
-		nn_rng *rng)
+/*
+ * Forward through layers [0, upto), setting *out to the last output (x
+ * when upto is 0).  Fails only on bad embedding ids.
+ */
+static nn_status
+forward(nn_model *m, const float **out, const float *x, int32_t n, int upto,
+		bool training, nn_rng *rng, nn_error *err)
 {
 	const float *cur = x;
+	nn_status	st;
 
 	for (int i = 0; i < upto; i++)
 	{
 		nn_layer   *l = &m->layers[i];
 
 		l->x = cur;
-		nn_layer_forward(m, l, n, training, rng);
+		st = nn_layer_forward(m, l, i, n, training, rng, err);
+		if (st != NN_OK)
+			return st;
 		cur = l->y;
 	}
-	return cur;
+	*out = cur;
+	return NN_OK;
 }
 
 /* Inference on n rows. */
@@ -523,7 +587,8 @@ nn_model_predict(nn_model *m, float *out, const float *x, int32_t n,
 
 	if ((st = check_batch(m, n, false, err)) != NN_OK)
 		return st;
-	y = forward(m, x, n, m->n_layers, false, NULL);
+	if ((st = forward(m, &y, x, n, m->n_layers, false, NULL, err)) != NN_OK)
+		return st;
 	memcpy(out, y, sizeof(float) * nn_model_output_size(m) * n);
 	return NN_OK;
 }
@@ -623,7 +688,12 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 		return st;
 	fused = nn_loss_fused(m->loss, oact);
 
-	forward(m, x, n, m->n_layers, true, rng);
+	{
+		const float *unused;
+
+		if ((st = forward(m, &unused, x, n, m->n_layers, true, rng, err)) != NN_OK)
+			return st;
+	}
 	st = nn_loss_compute(m->loss, oact, m->dloss, last->y, last->logits, y, n,
 						 last->out_size, m->class_weights, m->n_class_weights,
 						 &batch_loss, correct, err);
@@ -721,7 +791,8 @@ nn_model_evaluate_batch(nn_model *m, float *pred_out, const float *x,
 		return st;
 	if (loss < 1 || loss > NN_LOSS_MAX)
 		return nn_fail(err, NN_ERR_SPEC, -1, "unrecognized loss %d", (int) loss);
-	out = forward(m, x, n, m->n_layers, false, NULL);
+	if ((st = forward(m, &out, x, n, m->n_layers, false, NULL, err)) != NN_OK)
+		return st;
 	st = nn_loss_compute(loss, nn_model_output_activation(m), NULL, out,
 						 last->logits, y, n, last->out_size, class_weights,
 						 n_class_weights, loss_sum, correct, err);
@@ -795,7 +866,8 @@ nn_model_adapt_batch(nn_model *m, const float *x, int32_t n, nn_error *err)
 		memset(l->acc, 0, sizeof(double) * 3 * C);
 		l->acc_n = 0;
 	}
-	in = forward(m, x, n, i, false, NULL);
+	if ((st = forward(m, &in, x, n, i, false, NULL, err)) != NN_OK)
+		return st;
 	{
 		/*
 		 * Chan et al.'s pairwise update: the batch's mean and sum of squared

@@ -6,7 +6,8 @@
  * the unit tests, fuzzers and benchmarks (test/) are its only callers.
  *
  * Layout: every tensor is batch-major and each sample is contiguous.  Images
- * are (H, W, C), channels last, as Keras; a flat vector is (N).  A batch of
+ * are (H, W, C), channels last, as Keras; sequences (T, F), timesteps by
+ * features (set by a reshape layer or the input shape); a flat vector is (N).  A batch of
  * inputs is therefore (B, in_size) floats, whatever the input rank.
  *
  * Errors: every fallible function returns an nn_status and fills an nn_error
@@ -44,6 +45,9 @@ typedef struct nn_error
 {
 	nn_status	status;
 	int			layer;			/* 0-based layer index, or -1 */
+	int32_t		row;			/* 0-based row of the batch at fault, or -1
+								 * (bad embedding ids): the caller knows
+								 * which table row that is */
 	char		message[NN_ERRMSG_LEN];
 	char		detail[NN_ERRMSG_LEN];	/* full sentence, or empty */
 } nn_error;
@@ -88,10 +92,20 @@ typedef enum nn_layer_kind
 	NN_LAYER_DROPOUT,
 	NN_LAYER_ACTIVATION,
 	NN_LAYER_RESCALE,
-	NN_LAYER_NORMALIZE
+	NN_LAYER_NORMALIZE,
+	/* format version 2 */
+	NN_LAYER_BATCHNORM,
+	NN_LAYER_EMBEDDING,
+	NN_LAYER_GLOBAL_AVGPOOL,
+	NN_LAYER_GLOBAL_MAXPOOL,
+	NN_LAYER_SIMPLE_RNN,
+	NN_LAYER_LSTM,
+	NN_LAYER_GRU
 } nn_layer_kind;
 
-#define NN_LAYER_KIND_MAX NN_LAYER_NORMALIZE
+#define NN_LAYER_KIND_MAX NN_LAYER_GRU
+/* Kinds up to this one are representable in model format version 1. */
+#define NN_LAYER_KIND_MAX_V1 NN_LAYER_NORMALIZE
 
 typedef enum nn_activation
 {
@@ -114,9 +128,9 @@ typedef enum nn_activation
 typedef struct nn_layer_spec
 {
 	nn_layer_kind kind;
-	nn_activation activation;	/* dense, conv2d, activation */
+	nn_activation activation;	/* dense, conv2d, activation, rnn layers */
 	float		alpha;			/* leaky_relu / elu slope */
-	int32_t		units;			/* dense */
+	int32_t		units;			/* dense, simple_rnn, lstm, gru */
 	int32_t		filters;		/* conv2d */
 	int32_t		kernel[2];		/* conv2d kernel_size, pool pool_size (h, w) */
 	int32_t		strides[2];		/* conv2d default 1; pools default pool size */
@@ -129,7 +143,13 @@ typedef struct nn_layer_spec
 	float		offset;
 	float		l1;				/* dense, conv2d kernel penalties */
 	float		l2;
-	float		epsilon;		/* normalize: variance floor, default 1e-7 */
+	float		epsilon;		/* normalize: variance floor, default 1e-7;
+								 * batchnorm: added to the variance, 1e-3 */
+	float		momentum;		/* batchnorm: moving average decay, 0.99 */
+	int32_t		input_dim;		/* embedding: vocabulary size */
+	int32_t		output_dim;		/* embedding: vector length */
+	nn_activation recurrent_activation;	/* lstm, gru: sigmoid */
+	bool		return_sequences;	/* rnn layers: (T, units) rather than (units) */
 } nn_layer_spec;
 
 typedef struct nn_model_spec
@@ -313,8 +333,9 @@ int64_t		nn_model_step_count(const nn_model *model);
 
 /*
  * Flat trainable parameter vector, writable: the sum of every layer's
- * kernel and bias lengths (nn_model_layer_params), which is less than
- * nn_model_param_count when normalize statistics are counted there.
+ * kernel, recurrent kernel and bias lengths (nn_model_layer_params,
+ * nn_model_layer_recurrent), which is less than nn_model_param_count when
+ * normalize statistics or batchnorm moving averages are counted there.
  */
 float	   *nn_model_params(nn_model *model);
 /* Gradients of the last nn_model_compute_gradients, same layout. */
@@ -329,6 +350,23 @@ const float *nn_model_grads(const nn_model *model);
 void		nn_model_layer_params(const nn_model *model, int layer,
 								  int64_t *kernel_off, int64_t *kernel_len,
 								  int64_t *bias_off, int64_t *bias_len);
+
+/*
+ * The recurrent kernel of a simple_rnn, lstm or gru layer: (units, G units)
+ * with G gates (1, 4: i f c o, 3: z r h), as Keras; -1/0 for other layers.
+ * Their kernel is (in, G units); the bias (G units), for gru (2, 3 units):
+ * input bias then recurrent bias (Keras's reset_after=True).  batchnorm's
+ * kernel is gamma and its bias beta; embedding's kernel its (input_dim,
+ * output_dim) table.
+ */
+void		nn_model_layer_recurrent(const nn_model *model, int layer,
+									 int64_t *off, int64_t *len);
+
+/*
+ * Non-trainable state of layer i (normalize statistics, batchnorm moving
+ * mean then moving variance): pointer to 2 C floats and C; NULL/0 if none.
+ */
+float	   *nn_model_layer_state(nn_model *model, int layer, int32_t *channels);
 
 /*
  * Forward and backward without an optimizer step: fills the gradients of

@@ -30,7 +30,9 @@ typedef struct nn_layer
 	int64_t		w_len;
 	int64_t		b_off;
 	int64_t		b_len;
-	/* normalize: per-channel statistics in the model's state vector */
+	int64_t		r_off;			/* rnn layers: recurrent kernel (units, G units) */
+	int64_t		r_len;
+	/* normalize, batchnorm: per-channel statistics in the model's state vector */
 	int64_t		s_off;			/* mean at s_off, variance at s_off + C */
 	int32_t		channels;
 	bool		adapted;
@@ -44,6 +46,7 @@ typedef struct nn_layer
 	float	   *col;			/* conv2d: im2col (B*OH*OW, KH*KW*C) */
 	int32_t    *argmax;			/* maxpool2d: (B, out_size) input offsets */
 	float	   *mask;			/* dropout: (B, in_size) scaled keep mask */
+	float	   *work;			/* B x nn_layer_work_size() floats, see there */
 } nn_layer;
 
 struct nn_model
@@ -105,14 +108,45 @@ void		nn_act_backward(nn_activation act, float alpha, float *dz,
 							const float *dy, const float *y, size_t rows,
 							size_t k);
 
+/* work splitting (layers.c): is it worth the team; rows [r0, r1) of n */
+bool		nn_par(double work, int32_t pieces);
+void		nn_thread_rows(int32_t n, int32_t *r0, int32_t *r1);
+
 /* layer geometry and kernels (layers.c) */
 nn_status	nn_layer_infer(nn_layer *l, int index, nn_error *err);
-void		nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
-							 nn_rng *rng);
+/* NN_ERR_DATA only for embedding ids that are not valid */
+nn_status	nn_layer_forward(nn_model *m, nn_layer *l, int index, int32_t n,
+							 bool training, nn_rng *rng, nn_error *err);
 /* dx may be NULL when the input gradient is not needed */
 void		nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy,
 							  int32_t n, bool fused);
-void		nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng);
+/* false only when scratch memory cannot be allocated */
+bool		nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng);
+/* Floats of l->work per sample (0: none) for the mode. */
+size_t		nn_layer_work_size(const nn_layer *l, bool training);
+/* Does the kind keep non-trainable per-channel statistics (2 C floats)? */
+bool		nn_layer_has_state(nn_layer_kind kind);
+
+/* rnn layers (sequence.c): gates of a kind, forward and backward (BPTT) */
+int32_t		nn_rnn_gates(nn_layer_kind kind);
+bool		nn_rnn_init_params(nn_model *m, nn_layer *l, nn_rng *rng);
+size_t		nn_rnn_work_size(const nn_layer *l, bool training);
+void		nn_rnn_forward(nn_model *m, nn_layer *l, const float *x, int32_t n);
+void		nn_rnn_backward(nn_model *m, nn_layer *l, float *dx, const float *dy,
+							int32_t n);
+
+/* batchnorm, embedding, global pools (norm.c) */
+void		nn_batchnorm_forward(nn_model *m, nn_layer *l, const float *x,
+								 int32_t n, bool training);
+void		nn_batchnorm_backward(nn_model *m, nn_layer *l, float *dx,
+								  const float *dy, int32_t n);
+nn_status	nn_embedding_forward(nn_model *m, nn_layer *l, int index,
+								 const float *x, int32_t n, nn_error *err);
+void		nn_embedding_backward(nn_model *m, nn_layer *l, float *dx,
+								  const float *dy, int32_t n);
+void		nn_global_pool_forward(nn_layer *l, const float *x, int32_t n);
+void		nn_global_pool_backward(nn_layer *l, float *dx, const float *dy,
+									int32_t n);
 
 /* losses (loss.c): value and gradient w.r.t. the output (or logits if fused) */
 bool		nn_loss_fused(nn_loss_kind loss, nn_activation out_act);

@@ -4,7 +4,7 @@
  *
  *   header   magic "NNPGMODL", u32 format version, u32 flags, u64 total length
  *   spec     u32 input rank, 3 x i32 input shape, u32 layer count,
- *            per layer a fixed record of its options (LAYER_RECORD bytes)
+ *            per layer a fixed record of its options (88 bytes, 108 in version 2)
  *   tensors  u32 count; per tensor u32 layer, u32 role, u32 rank,
  *            4 x u32 dims, then its float32 values
  *   optimizer (flag bit 0) settings, loss, step, lr scale, class weights,
@@ -23,11 +23,18 @@
 #include "nn_internal.h"
 
 #define NN_MAGIC		"NNPGMODL"
-#define NN_FORMAT_VERSION 1
+/*
+ * Version 1: the layers up to normalize, 22-field records.  Version 2 adds
+ * the batchnorm, embedding, global pool and recurrent layers, five record
+ * fields and the recurrent-kernel tensor role.  A model is written in the
+ * lowest version that holds it (so version 1 models keep their bytes), and
+ * the loader insists on that version (canonical form).
+ */
+#define NN_FORMAT_VERSION 2
 #define FLAG_OPTIMIZER	1u
 #define HEADER_BYTES	24
-#define LAYER_FIELDS	22
-#define LAYER_RECORD	(LAYER_FIELDS * 4)
+#define LAYER_FIELDS_V1	22
+#define LAYER_FIELDS_V2	27
 #define TENSOR_HEAD		(7 * 4)
 
 enum tensor_role
@@ -36,8 +43,26 @@ enum tensor_role
 	ROLE_BIAS,
 	ROLE_MEAN,
 	ROLE_VARIANCE,
-	ROLE_SLOT
+	ROLE_SLOT,
+	ROLE_RECURRENT				/* version 2 */
 };
+
+/* Bytes of one layer record in a format version. */
+static size_t
+layer_record(uint32_t version)
+{
+	return (version >= 2 ? LAYER_FIELDS_V2 : LAYER_FIELDS_V1) * 4;
+}
+
+/* The format version a model is written in: the lowest that holds it. */
+static uint32_t
+model_version(const nn_model *m)
+{
+	for (int i = 0; i < m->n_layers; i++)
+		if (m->layers[i].spec.kind > NN_LAYER_KIND_MAX_V1)
+			return 2;
+	return 1;
+}
 
 /* ---------- little-endian writer ---------- */
 
@@ -149,8 +174,8 @@ tensor_count(const nn_model *m)
 	{
 		const nn_layer *l = &m->layers[i];
 
-		n += (l->w_len > 0) + (l->b_len > 0) +
-			(l->spec.kind == NN_LAYER_NORMALIZE ? 2 : 0);
+		n += (l->w_len > 0) + (l->r_len > 0) + (l->b_len > 0) +
+			(nn_layer_has_state(l->spec.kind) ? 2 : 0);
 	}
 	return n;
 }
@@ -159,7 +184,7 @@ tensor_count(const nn_model *m)
 static size_t
 spec_size(const nn_model *m)
 {
-	return 4 + 12 + 4 + (size_t) m->n_layers * LAYER_RECORD;
+	return 4 + 12 + 4 + (size_t) m->n_layers * layer_record(model_version(m));
 }
 
 /* Bytes needed; with_optimizer only when training state exists. */
@@ -186,27 +211,29 @@ nn_model_serialized_size(const nn_model *m, bool with_optimizer)
  * byte form and the loader can insist on it.
  */
 static void
-put_layer(writer *w, const nn_layer_spec *s, bool adapted)
+put_layer(writer *w, const nn_layer_spec *s, bool adapted, uint32_t version)
 {
 	nn_layer_kind k = s->kind;
 	bool		conv = k == NN_LAYER_CONV2D;
 	bool		spatial = conv || k == NN_LAYER_MAXPOOL2D || k == NN_LAYER_AVGPOOL2D;
 	bool		weighted = conv || k == NN_LAYER_DENSE;
-	bool		has_act = weighted || k == NN_LAYER_ACTIVATION;
+	bool		rnn = nn_rnn_gates(k) > 0;
+	bool		gated = k == NN_LAYER_LSTM || k == NN_LAYER_GRU;
+	bool		has_act = weighted || rnn || k == NN_LAYER_ACTIVATION;
 	nn_activation act = has_act ? s->activation : NN_ACT_LINEAR;
 	bool		has_alpha = act == NN_ACT_LEAKY_RELU || act == NN_ACT_ELU;
 
 	put_u32(w, (uint32_t) k);
 	put_u32(w, (uint32_t) act);
 	put_f32(w, has_alpha ? s->alpha : 0.0f);
-	put_u32(w, (uint32_t) (k == NN_LAYER_DENSE ? s->units : 0));
+	put_u32(w, (uint32_t) (k == NN_LAYER_DENSE || rnn ? s->units : 0));
 	put_u32(w, (uint32_t) (conv ? s->filters : 0));
 	for (int i = 0; i < 2; i++)
 		put_u32(w, (uint32_t) (spatial ? s->kernel[i] : 0));
 	for (int i = 0; i < 2; i++)
 		put_u32(w, (uint32_t) (spatial ? s->strides[i] : 0));
 	put_u32(w, spatial && s->same_padding);
-	put_u32(w, weighted ? s->use_bias : 1);
+	put_u32(w, weighted || rnn ? s->use_bias : 1);
 	put_u32(w, (uint32_t) (k == NN_LAYER_RESHAPE ? s->shape_rank : 0));
 	for (int i = 0; i < NN_MAX_RANK; i++)
 		put_u32(w, (uint32_t) (k == NN_LAYER_RESHAPE && i < s->shape_rank ?
@@ -216,8 +243,16 @@ put_layer(writer *w, const nn_layer_spec *s, bool adapted)
 	put_f32(w, k == NN_LAYER_RESCALE ? s->offset : 0.0f);
 	put_f32(w, weighted ? s->l1 : 0.0f);
 	put_f32(w, weighted ? s->l2 : 0.0f);
-	put_f32(w, k == NN_LAYER_NORMALIZE ? s->epsilon : 1e-7f);
+	put_f32(w, k == NN_LAYER_NORMALIZE || k == NN_LAYER_BATCHNORM ?
+			s->epsilon : 1e-7f);
 	put_u32(w, k == NN_LAYER_NORMALIZE && adapted);
+	if (version < 2)
+		return;
+	put_f32(w, k == NN_LAYER_BATCHNORM ? s->momentum : 0.0f);
+	put_u32(w, (uint32_t) (k == NN_LAYER_EMBEDDING ? s->input_dim : 0));
+	put_u32(w, (uint32_t) (k == NN_LAYER_EMBEDDING ? s->output_dim : 0));
+	put_u32(w, (uint32_t) (gated ? s->recurrent_activation : NN_ACT_LINEAR));
+	put_u32(w, rnn && s->return_sequences);
 }
 
 /* Input shape and layer records (the spec part after the header). */
@@ -229,7 +264,8 @@ put_spec(writer *w, const nn_model *m)
 		put_u32(w, (uint32_t) (i < m->spec.input_rank ? m->spec.input_shape[i] : 0));
 	put_u32(w, (uint32_t) m->n_layers);
 	for (int i = 0; i < m->n_layers; i++)
-		put_layer(w, &m->layers[i].spec, m->layers[i].adapted);
+		put_layer(w, &m->layers[i].spec, m->layers[i].adapted,
+				  model_version(m));
 }
 
 /* Serialize into buf; len must be nn_model_serialized_size(). */
@@ -262,7 +298,7 @@ nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
 							   "cannot save optimizer state that is not finite");
 	memcpy(w.p, NN_MAGIC, 8);
 	w.p += 8;
-	put_u32(&w, NN_FORMAT_VERSION);
+	put_u32(&w, model_version(m));
 	put_u32(&w, opt ? FLAG_OPTIMIZER : 0);
 	put_u64(&w, need_len);
 
@@ -275,9 +311,11 @@ nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
 
 		if (l->w_len > 0)
 			put_tensor(&w, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
+		if (l->r_len > 0)
+			put_tensor(&w, i, ROLE_RECURRENT, m->params + l->r_off, l->r_len);
 		if (l->b_len > 0)
 			put_tensor(&w, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
-		if (l->spec.kind == NN_LAYER_NORMALIZE)
+		if (nn_layer_has_state(l->spec.kind))
 		{
 			put_tensor(&w, i, ROLE_MEAN, m->state + l->s_off, l->channels);
 			put_tensor(&w, i, ROLE_VARIANCE, m->state + l->s_off + l->channels,
@@ -373,11 +411,12 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 	version = get_u32(&r);
 	flags = get_u32(&r);
 	total = get_u64(&r);
-	if (version != NN_FORMAT_VERSION)
+	if (version < 1 || version > NN_FORMAT_VERSION)
 	{
 		nn_fail(err, NN_ERR_CORRUPT, -1,
 				"unsupported model format version %u", version);
-		nn_detail(err, "This build reads format version %d.", NN_FORMAT_VERSION);
+		nn_detail(err, "This build reads format versions 1 to %d.",
+				  NN_FORMAT_VERSION);
 		return NN_ERR_CORRUPT;
 	}
 	if (total != len)
@@ -404,7 +443,7 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 		spec.input_shape[i] = (int32_t) get_u32(&r);
 	n_layers = get_u32(&r);
 	if (!r.ok || n_layers < 1 || n_layers > NN_MAX_LAYERS ||
-		!need(&r, (size_t) n_layers * LAYER_RECORD))
+		!need(&r, (size_t) n_layers * layer_record(version)))
 		return nn_fail(err, NN_ERR_CORRUPT, -1, "model bytes have a bad layer table");
 	layers = nn_alloc_bytes(alloc, sizeof(nn_layer_spec) * n_layers);
 	if (layers == NULL)
@@ -445,7 +484,19 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 			if ((v = get_u32(&r)) > 1)
 				CORRUPT("model bytes have a bad adaptation flag in layer %u", i + 1);
 			adapted[i] = v;
-			if (s->kind < 1 || s->kind > NN_LAYER_KIND_MAX)
+			if (version >= 2)
+			{
+				s->momentum = get_f32(&r);
+				s->input_dim = (int32_t) get_u32(&r);
+				s->output_dim = (int32_t) get_u32(&r);
+				s->recurrent_activation = (nn_activation) get_u32(&r);
+				if ((v = get_u32(&r)) > 1)
+					CORRUPT("model bytes have a bad return_sequences flag in layer %u",
+							i + 1);
+				s->return_sequences = v;
+			}
+			if (s->kind < 1 || s->kind > (version >= 2 ? NN_LAYER_KIND_MAX :
+										  NN_LAYER_KIND_MAX_V1))
 				CORRUPT("model bytes have an unrecognized layer type %d in layer %u",
 						(int) s->kind, i + 1);
 		}
@@ -499,7 +550,8 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 			goto fail;
 		}
 		put_spec(&cw, m);
-		same = memcmp(canon, buf + HEADER_BYTES, n) == 0;
+		same = version == model_version(m) &&
+			memcmp(canon, buf + HEADER_BYTES, n) == 0;
 		nn_free_bytes(alloc, canon);
 		if (!same)
 			CORRUPT("model bytes have a layer record that is not in canonical form");
@@ -516,9 +568,12 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 
 		if (l->w_len > 0)
 			ok = get_tensor(&r, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
+		if (ok && l->r_len > 0)
+			ok = get_tensor(&r, i, ROLE_RECURRENT, m->params + l->r_off,
+							l->r_len);
 		if (ok && l->b_len > 0)
 			ok = get_tensor(&r, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
-		if (ok && l->spec.kind == NN_LAYER_NORMALIZE)
+		if (ok && nn_layer_has_state(l->spec.kind))
 		{
 			float	   *var = m->state + l->s_off + l->channels;
 

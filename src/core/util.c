@@ -26,6 +26,7 @@ nn_fail(nn_error *err, nn_status status, int layer, const char *fmt,...)
 	{
 		err->status = status;
 		err->layer = layer;
+		err->row = -1;
 		err->detail[0] = '\0';
 		va_start(ap, fmt);
 		vsnprintf(err->message, sizeof(err->message), fmt, ap);
@@ -178,7 +179,8 @@ nn_rng_shuffle(nn_rng *rng, uint32_t *idx, size_t n)
 
 static const char *const layer_names[] = {
 	NULL, "dense", "conv2d", "maxpool2d", "avgpool2d", "flatten", "reshape",
-	"dropout", "activation", "rescale", "normalize"
+	"dropout", "activation", "rescale", "normalize", "batchnorm", "embedding",
+	"global_avgpool", "global_maxpool", "simple_rnn", "lstm", "gru"
 };
 
 static const char *const act_names[] = {
@@ -306,6 +308,18 @@ nn_layer_spec_init(nn_layer_spec *spec, nn_layer_kind kind)
 		case NN_LAYER_AVGPOOL2D:
 			spec->kernel[0] = spec->kernel[1] = 2;
 			/* strides 0: default to the pool size at validation */
+			break;
+		case NN_LAYER_BATCHNORM:
+			spec->epsilon = 1e-3f;
+			spec->momentum = 0.99f;
+			break;
+		case NN_LAYER_SIMPLE_RNN:
+			spec->activation = NN_ACT_TANH;
+			break;
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			spec->activation = NN_ACT_TANH;
+			spec->recurrent_activation = NN_ACT_SIGMOID;
 			break;
 		default:
 			break;

@@ -47,6 +47,9 @@ column_kind(Oid typid, nnpg_col_kind *kind)
 		case INT2ARRAYOID:
 			*kind = NNPG_COL_INT2_ARRAY;
 			return true;
+		case INT8ARRAYOID:
+			*kind = NNPG_COL_INT8_ARRAY;
+			return true;
 		case BYTEAOID:
 			*kind = NNPG_COL_BYTEA;
 			return true;
@@ -171,7 +174,7 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("column \"%s\" has unsupported type %s",
 							r->colnames[i], format_type_be(typid)),
-					 errhint("Columns must be real[], double precision[], integer[], smallint[], bytea, or real, double precision, integer, bigint, smallint, numeric or boolean.")));
+					 errhint("Columns must be real[], double precision[], integer[], smallint[], bigint[], bytea, or real, double precision, integer, bigint, smallint, numeric or boolean.")));
 		if (r->has_target && i == r->natts - 1)
 			r->target_scalar = kind_is_scalar(r->kinds[i]);
 		else if (r->kinds[i] != NNPG_COL_BYTEA)
@@ -274,6 +277,7 @@ load_row(nnpg_reader *r)
 			case NNPG_COL_FLOAT8_ARRAY:
 			case NNPG_COL_INT4_ARRAY:
 			case NNPG_COL_INT2_ARRAY:
+			case NNPG_COL_INT8_ARRAY:
 				{
 					ArrayType  *a = DatumGetArrayTypeP(r->values[i]);
 
@@ -484,6 +488,16 @@ column_floats(nnpg_reader *r, int col, float *out)
 			{
 				ArrayType  *a = DatumGetArrayTypeP(r->values[col]);
 				const int16 *src = (const int16 *) ARR_DATA_PTR(a);
+
+				for (int32 j = 0; j < n; j++)
+					out[j] = (float) src[j];
+				break;
+			}
+		case NNPG_COL_INT8_ARRAY:
+			{
+				/* exact up to 2^24, which covers any embedding table */
+				ArrayType  *a = DatumGetArrayTypeP(r->values[col]);
+				const int64 *src = (const int64 *) ARR_DATA_PTR(a);
 
 				for (int32 j = 0; j < n; j++)
 					out[j] = (float) src[j];

@@ -79,6 +79,7 @@ typedef struct rowsource
 	uint8	   *xb;				/* (N, in) */
 	float	   *x;				/* (N, in) */
 	float	   *y;				/* (N, y_width) */
+	int64	   *row_no;			/* (N) 1-based query row of each kept row */
 } rowsource;
 
 /* A range [lo, hi) of a source's rows: training or validation. */
@@ -100,6 +101,7 @@ typedef struct fit_state
 	float	   *xbuf;			/* (batch, in) */
 	float	   *ybuf;			/* (batch, y_width) */
 	uint32	   *order;			/* in-memory training permutation */
+	int64	   *slot_row;		/* (batch) query row of each batch slot */
 	double		loss_sum;
 	int64		correct;
 	int64		seen;
@@ -396,6 +398,7 @@ store_row(rowsource *s, int64 i)
 	else
 		nnpg_reader_features(&s->r, s->x + i * s->n_in);
 	nnpg_reader_target(&s->r, s->y + i * s->y_width);
+	s->row_no[i] = s->r.row_no;
 }
 
 /*
@@ -414,7 +417,7 @@ load_rows(rowsource *s, size_t budget, float *scratch_x, float *scratch_y)
 	s->n_in = s->r.n_in;
 	s->y_width = nnpg_reader_target_width(&s->r);
 	row_bytes = (size_t) s->n_in * (s->bytes ? 1 : sizeof(float)) +
-		(size_t) s->y_width * sizeof(float);
+		(size_t) s->y_width * sizeof(float) + sizeof(int64);
 	s->in_memory = true;
 
 	do
@@ -429,9 +432,12 @@ load_rows(rowsource *s, size_t budget, float *scratch_x, float *scratch_y)
 				pfree(s->x);
 			if (s->y)
 				pfree(s->y);
+			if (s->row_no)
+				pfree(s->row_no);
 			s->xb = NULL;
 			s->x = NULL;
 			s->y = NULL;
+			s->row_no = NULL;
 		}
 		if (s->in_memory && n >= PG_UINT32_MAX)
 			s->in_memory = false;
@@ -449,6 +455,7 @@ load_rows(rowsource *s, size_t budget, float *scratch_x, float *scratch_y)
 					else
 						s->x = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) newcap * s->n_in * sizeof(float));
 					s->y = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) newcap * s->y_width * sizeof(float));
+					s->row_no = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) newcap * sizeof(int64));
 				}
 				else
 				{
@@ -457,6 +464,7 @@ load_rows(rowsource *s, size_t budget, float *scratch_x, float *scratch_y)
 					else
 						s->x = repalloc_huge(s->x, (size_t) newcap * s->n_in * sizeof(float));
 					s->y = repalloc_huge(s->y, (size_t) newcap * s->y_width * sizeof(float));
+					s->row_no = repalloc_huge(s->row_no, (size_t) newcap * sizeof(int64));
 				}
 				cap = newcap;
 			}
@@ -505,6 +513,7 @@ dataset_pass(fit_state *fs, dataset *ds, batch_fn fn, void *arg)
 		{
 			gather_row(s, i, fs->xbuf + (size_t) k * s->n_in,
 					   fs->ybuf + (size_t) k * s->y_width);
+			fs->slot_row[k] = s->row_no[i];
 			if (++k == fs->batch)
 			{
 				fn(fs, fs->xbuf, fs->ybuf, k, arg);
@@ -525,6 +534,7 @@ dataset_pass(fit_state *fs, dataset *ds, batch_fn fn, void *arg)
 				break;
 			nnpg_reader_features(&s->r, fs->xbuf + (size_t) k * s->n_in);
 			nnpg_reader_target(&s->r, fs->ybuf + (size_t) k * s->y_width);
+			fs->slot_row[k] = s->r.row_no;
 			if (++k == fs->batch)
 			{
 				fn(fs, fs->xbuf, fs->ybuf, k, arg);
@@ -548,8 +558,9 @@ train_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
 	CHECK_FOR_INTERRUPTS();
 	fs->batch_no++;
 	memset(&err, 0, sizeof(err));
-	nnpg_check(nn_model_train_batch(fs->model, x, y, n, &fs->rng, &loss_sum,
-									&correct, &err), &err);
+	nnpg_check_rows(nn_model_train_batch(fs->model, x, y, n, &fs->rng,
+										 &loss_sum, &correct, &err),
+					&err, fs->slot_row);
 	fs->loss_sum += loss_sum;
 	fs->correct += correct;
 	fs->seen += n;
@@ -565,9 +576,9 @@ eval_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
 
 	CHECK_FOR_INTERRUPTS();
 	memset(&err, 0, sizeof(err));
-	nnpg_check(nn_model_evaluate_batch(fs->model, NULL, x, y, n, fs->loss,
-									   NULL, 0, &loss_sum, &correct, &err),
-			   &err);
+	nnpg_check_rows(nn_model_evaluate_batch(fs->model, NULL, x, y, n, fs->loss,
+											NULL, 0, &loss_sum, &correct, &err),
+					&err, fs->slot_row);
 	fs->loss_sum += loss_sum;
 	fs->correct += correct;
 	fs->seen += n;
@@ -581,7 +592,8 @@ adapt_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
 
 	CHECK_FOR_INTERRUPTS();
 	memset(&err, 0, sizeof(err));
-	nnpg_check(nn_model_adapt_batch(fs->model, x, n, &err), &err);
+	nnpg_check_rows(nn_model_adapt_batch(fs->model, x, n, &err), &err,
+					fs->slot_row);
 }
 
 /* Add a row to the batch being built; train when it is full. */
@@ -611,6 +623,7 @@ train_epoch(fit_state *fs, dataset *ds)
 		{
 			gather_row(s, fs->order[i], fs->xbuf + (size_t) k * s->n_in,
 					   fs->ybuf + (size_t) k * s->y_width);
+			fs->slot_row[k] = s->row_no[fs->order[i]];
 			batch_add(fs, &k);
 		}
 	}
@@ -630,6 +643,7 @@ train_epoch(fit_state *fs, dataset *ds)
 		int64		filled = 0;
 		float	   *bx;
 		float	   *by;
+		int64	   *brow;
 		uint32	   *rest;
 
 		cap = Max(cap, (int64) fs->batch);
@@ -637,6 +651,7 @@ train_epoch(fit_state *fs, dataset *ds)
 		cap = Max(cap, 1);
 		bx = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * s->n_in * sizeof(float));
 		by = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * s->y_width * sizeof(float));
+		brow = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * sizeof(int64));
 
 		nnpg_reader_rewind(&s->r);
 		while (nnpg_reader_next(&s->r))
@@ -657,10 +672,12 @@ train_epoch(fit_state *fs, dataset *ds)
 					   sizeof(float) * s->n_in);
 				memcpy(fs->ybuf + (size_t) k * s->y_width, by + j * s->y_width,
 					   sizeof(float) * s->y_width);
+				fs->slot_row[k] = brow[j];
 				batch_add(fs, &k);
 			}
 			nnpg_reader_features(&s->r, bx + j * s->n_in);
 			nnpg_reader_target(&s->r, by + j * s->y_width);
+			brow[j] = s->r.row_no;
 		}
 		rest = palloc(sizeof(uint32) * filled);
 		for (int64 i = 0; i < filled; i++)
@@ -672,11 +689,13 @@ train_epoch(fit_state *fs, dataset *ds)
 				   sizeof(float) * s->n_in);
 			memcpy(fs->ybuf + (size_t) k * s->y_width, by + rest[i] * s->y_width,
 				   sizeof(float) * s->y_width);
+			fs->slot_row[k] = brow[rest[i]];
 			batch_add(fs, &k);
 		}
 		pfree(rest);
 		pfree(bx);
 		pfree(by);
+		pfree(brow);
 	}
 	if (k > 0)
 		train_step(fs, fs->xbuf, fs->ybuf, k, NULL);
@@ -965,6 +984,7 @@ nnpg_fit(PG_FUNCTION_ARGS)
 									 nn_model_input_size(model));
 	fs.ybuf = MemoryContextAllocHuge(fitcxt, sizeof(float) * (size_t) batch *
 									 nnpg_reader_target_width(&train_src->r));
+	fs.slot_row = MemoryContextAllocHuge(fitcxt, sizeof(int64) * (size_t) batch);
 	scratch_x = palloc(sizeof(float) * nn_model_input_size(model));
 	scratch_y = palloc(sizeof(float) * nnpg_reader_target_width(&train_src->r));
 

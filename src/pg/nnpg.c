@@ -185,8 +185,19 @@ status_errcode(nn_status status)
 void
 nnpg_report(const nn_error *err)
 {
+	nnpg_report_row(err, NULL);
+}
+
+/* The same, prefixing "row N: " when the core named a row of the batch. */
+void
+nnpg_report_row(const nn_error *err, const int64 *slot_row)
+{
 	const char *message = err->message[0] ? err->message : "unexpected error in nnpg core";
 	const char *hint = NULL;
+
+	if (slot_row != NULL && err->row >= 0)
+		message = psprintf("row " INT64_FORMAT ": %s", slot_row[err->row],
+						   message);
 
 	if (err->status == NN_ERR_NUMERIC && err->detail[0] == '\0')
 		hint = "Lower the learning rate, rescale the inputs or clip the gradients.";

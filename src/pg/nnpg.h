@@ -49,12 +49,27 @@ extern uint32_t nnpg_crc32c(uint32_t crc, const void *data, size_t len);
 /* Report a core error; never returns. */
 extern void nnpg_report(const nn_error *err) pg_attribute_noreturn();
 
+/*
+ * Report a core error about one row of a batch, naming its query row:
+ * slot_row[i] is the 1-based query row of batch row i.
+ */
+extern void nnpg_report_row(const nn_error *err, const int64 *slot_row)
+			pg_attribute_noreturn();
+
 /* Report a core error when status is not NN_OK. */
 static inline void
 nnpg_check(nn_status status, const nn_error *err)
 {
 	if (status != NN_OK)
 		nnpg_report(err);
+}
+
+/* nnpg_check for a batch whose rows came from a query. */
+static inline void
+nnpg_check_rows(nn_status status, const nn_error *err, const int64 *slot_row)
+{
+	if (status != NN_OK)
+		nnpg_report_row(err, slot_row);
 }
 
 /* A random 63-bit seed for runs without one. */
@@ -92,6 +107,7 @@ typedef enum nnpg_col_kind
 	NNPG_COL_FLOAT8_ARRAY,
 	NNPG_COL_INT4_ARRAY,
 	NNPG_COL_INT2_ARRAY,
+	NNPG_COL_INT8_ARRAY,		/* bigint[]: embedding token ids */
 	NNPG_COL_BYTEA,
 	NNPG_COL_FLOAT4,
 	NNPG_COL_FLOAT8,

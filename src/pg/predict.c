@@ -317,6 +317,7 @@ nnpg_predict_batch(PG_FUNCTION_ARGS)
 	bool		classifier;
 	int64	   *keys;
 	bool	   *keynull;
+	int64	   *rows;			/* query row of each batch row */
 	bool		more = true;
 	nn_error	err;
 
@@ -324,6 +325,7 @@ nnpg_predict_batch(PG_FUNCTION_ARGS)
 	classifier = model_is_classifier(&qr);
 	keys = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
 	keynull = palloc(sizeof(bool) * NNPG_PREDICT_BATCH);
+	rows = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
 	memset(&err, 0, sizeof(err));
 
 	while (more)
@@ -334,12 +336,14 @@ nnpg_predict_batch(PG_FUNCTION_ARGS)
 		{
 			keynull[k] = !nnpg_reader_key(&qr.r, &keys[k]);
 			nnpg_reader_features(&qr.r, qr.x + (size_t) k * qr.n_in);
+			rows[k] = qr.r.row_no;
 			k++;
 		}
 		if (k == 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
-		nnpg_check(nn_model_predict(qr.model, qr.pred, qr.x, k, &err), &err);
+		nnpg_check_rows(nn_model_predict(qr.model, qr.pred, qr.x, k, &err),
+						&err, rows);
 		for (int32 i = 0; i < k; i++)
 		{
 			Datum		values[3];
@@ -383,8 +387,10 @@ evaluate_query(FunctionCallInfo fcinfo, query_run *qr, eval_totals *t,
 	int32		yw;
 	bool		more = true;
 	nn_error	err;
+	int64	   *rows;			/* query row of each batch row */
 
 	query_run_begin(fcinfo, qr, false, true);
+	rows = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
 
 	/* the loss of the last fit, unless the target says otherwise */
 	if (nnpg_training_loss(qr->row.training, &recorded))
@@ -438,14 +444,16 @@ evaluate_query(FunctionCallInfo fcinfo, query_run *qr, eval_totals *t,
 		{
 			nnpg_reader_features(&qr->r, qr->x + (size_t) k * qr->n_in);
 			nnpg_reader_target(&qr->r, qr->y + (size_t) k * yw);
+			rows[k] = qr->r.row_no;
 			k++;
 		}
 		if (k == 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
-		nnpg_check(nn_model_evaluate_batch(qr->model, qr->pred, qr->x, qr->y,
-										   k, t->loss, NULL, 0, &loss_sum,
-										   &correct, &err), &err);
+		nnpg_check_rows(nn_model_evaluate_batch(qr->model, qr->pred, qr->x,
+												qr->y, k, t->loss, NULL, 0,
+												&loss_sum, &correct, &err),
+						&err, rows);
 		t->loss_sum += loss_sum;
 		for (int32 i = 0; i < k; i++)
 		{

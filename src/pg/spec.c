@@ -40,6 +40,11 @@
 #define OPT_SCALE		(1 << 13)
 #define OPT_OFFSET		(1 << 14)
 #define OPT_EPSILON		(1 << 15)
+#define OPT_MOMENTUM	(1 << 16)
+#define OPT_INPUT_DIM	(1 << 17)
+#define OPT_OUTPUT_DIM	(1 << 18)
+#define OPT_RECURRENT_ACTIVATION (1 << 19)
+#define OPT_RETURN_SEQUENCES (1 << 20)
 
 typedef struct option_def
 {
@@ -64,6 +69,11 @@ static const option_def option_defs[] = {
 	{"scale", OPT_SCALE},
 	{"offset", OPT_OFFSET},
 	{"epsilon", OPT_EPSILON},
+	{"momentum", OPT_MOMENTUM},
+	{"input_dim", OPT_INPUT_DIM},
+	{"output_dim", OPT_OUTPUT_DIM},
+	{"recurrent_activation", OPT_RECURRENT_ACTIVATION},
+	{"return_sequences", OPT_RETURN_SEQUENCES},
 };
 
 /* The options each layer kind accepts (index: nn_layer_kind). */
@@ -93,6 +103,20 @@ kind_options(nn_layer_kind kind)
 			return OPT_SCALE | OPT_OFFSET;
 		case NN_LAYER_NORMALIZE:
 			return OPT_EPSILON;
+		case NN_LAYER_BATCHNORM:
+			return OPT_MOMENTUM | OPT_EPSILON;
+		case NN_LAYER_EMBEDDING:
+			return OPT_INPUT_DIM | OPT_OUTPUT_DIM;
+		case NN_LAYER_GLOBAL_AVGPOOL:
+		case NN_LAYER_GLOBAL_MAXPOOL:
+			return 0;
+		case NN_LAYER_SIMPLE_RNN:
+			return OPT_UNITS | OPT_ACTIVATION | OPT_ALPHA | OPT_USE_BIAS |
+				OPT_RETURN_SEQUENCES;
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			return OPT_UNITS | OPT_ACTIVATION | OPT_ALPHA | OPT_USE_BIAS |
+				OPT_RECURRENT_ACTIVATION | OPT_RETURN_SEQUENCES;
 	}
 	elog(ERROR, "unrecognized layer kind: %d", (int) kind);
 	return 0;
@@ -112,6 +136,12 @@ kind_required(nn_layer_kind kind)
 			return OPT_SHAPE;
 		case NN_LAYER_ACTIVATION:
 			return OPT_ACTIVATION;
+		case NN_LAYER_EMBEDDING:
+			return OPT_INPUT_DIM | OPT_OUTPUT_DIM;
+		case NN_LAYER_SIMPLE_RNN:
+		case NN_LAYER_LSTM:
+		case NN_LAYER_GRU:
+			return OPT_UNITS;
 		default:
 			return 0;
 	}
@@ -265,6 +295,7 @@ apply_option(const layer_ctx *lc, nn_layer_spec *ls, int bit, const char *opt,
 				break;
 			}
 		case OPT_ACTIVATION:
+		case OPT_RECURRENT_ACTIVATION:
 			{
 				char	   *s = json_string(lc, opt, v);
 				nn_activation act;
@@ -275,9 +306,34 @@ apply_option(const layer_ctx *lc, nn_layer_spec *ls, int bit, const char *opt,
 							 errmsg("layer %d (%s): unrecognized activation \"%s\"",
 									lc->number, lc->type, s),
 							 errhint("Activations are linear, relu, leaky_relu, elu, sigmoid, tanh and softmax.")));
-				ls->activation = act;
+				if (bit == OPT_ACTIVATION)
+					ls->activation = act;
+				else
+					ls->recurrent_activation = act;
 				break;
 			}
+		case OPT_MOMENTUM:
+			{
+				double		d;
+
+				if (!nnpg_jsonb_number(v, &d) || !(d >= 0 && d <= 1))
+					bad_option(lc, opt, "a number in [0, 1]");
+				ls->momentum = (float) d;
+				break;
+			}
+		case OPT_INPUT_DIM:
+			if (!json_int(v, 1, PG_INT32_MAX, &ls->input_dim))
+				bad_option(lc, opt, "a positive integer");
+			break;
+		case OPT_OUTPUT_DIM:
+			if (!json_int(v, 1, PG_INT32_MAX, &ls->output_dim))
+				bad_option(lc, opt, "a positive integer");
+			break;
+		case OPT_RETURN_SEQUENCES:
+			if (v->type != jbvBool)
+				bad_option(lc, opt, "a boolean");
+			ls->return_sequences = v->val.boolean;
+			break;
 		case OPT_ALPHA:
 			if (!json_float(v, &ls->alpha) || ls->alpha < 0)
 				bad_option(lc, opt, "a non-negative number");
@@ -378,7 +434,7 @@ parse_layer(int number, JsonbValue *elem, nn_layer_spec *ls)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("layer %d: unrecognized layer type \"%s\"", number, type),
-				 errhint("Layer types are dense, conv2d, maxpool2d, avgpool2d, flatten, reshape, dropout, activation, rescale and normalize.")));
+				 errhint("Layer types are dense, conv2d, maxpool2d, avgpool2d, flatten, reshape, dropout, activation, rescale, normalize, batchnorm, embedding, global_avgpool, global_maxpool, simple_rnn, lstm and gru.")));
 
 	lc.number = number;
 	lc.type = type;
@@ -656,6 +712,33 @@ nnpg_spec_to_json(const nn_model_spec *spec)
 			case NN_LAYER_NORMALIZE:
 				appendStringInfoString(&buf, ", \"epsilon\": ");
 				append_float(&buf, ls->epsilon);
+				break;
+			case NN_LAYER_BATCHNORM:
+				appendStringInfoString(&buf, ", \"momentum\": ");
+				append_float(&buf, ls->momentum);
+				appendStringInfoString(&buf, ", \"epsilon\": ");
+				append_float(&buf, ls->epsilon);
+				break;
+			case NN_LAYER_EMBEDDING:
+				appendStringInfo(&buf, ", \"input_dim\": %d, \"output_dim\": %d",
+								 ls->input_dim, ls->output_dim);
+				break;
+			case NN_LAYER_GLOBAL_AVGPOOL:
+			case NN_LAYER_GLOBAL_MAXPOOL:
+				break;
+			case NN_LAYER_SIMPLE_RNN:
+			case NN_LAYER_LSTM:
+			case NN_LAYER_GRU:
+				appendStringInfo(&buf, ", \"units\": %d", ls->units);
+				append_activation(&buf, ls);
+				if (ls->kind != NN_LAYER_SIMPLE_RNN)
+				{
+					appendStringInfoString(&buf, ", \"recurrent_activation\": ");
+					escape_json(&buf, nn_activation_name(ls->recurrent_activation));
+				}
+				appendStringInfo(&buf, ", \"use_bias\": %s, \"return_sequences\": %s",
+								 ls->use_bias ? "true" : "false",
+								 ls->return_sequences ? "true" : "false");
 				break;
 			default:
 				elog(ERROR, "unrecognized layer kind: %d", (int) ls->kind);

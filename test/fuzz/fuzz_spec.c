@@ -36,6 +36,16 @@ check(int cond, const char *what)
 	}
 }
 
+/* Does the spec have an embedding layer (which refuses ids out of range)? */
+static int
+has_embedding(const sb_spec *s)
+{
+	for (int i = 0; i < s->spec.n_layers; i++)
+		if (s->spec.layers[i].kind == NN_LAYER_EMBEDDING)
+			return 1;
+	return 0;
+}
+
 static void
 use(nn_model *m, const sb_spec *s)
 {
@@ -65,12 +75,16 @@ use(nn_model *m, const sb_spec *s)
 	y = malloc(sizeof(float) * out * B);
 	t = calloc(out * B, sizeof(float));
 	nn_rng_seed(&rng, s->seed);
+	/* small integers: valid token ids for most embeddings, fine elsewhere */
 	for (size_t i = 0; i < in * B; i++)
-		x[i] = 2.0f * nn_rng_uniform(&rng) - 1.0f;
+		x[i] = (float) nn_rng_below(&rng, 3);
 	while (nn_model_needs_adapt(m))
 	{
-		check(nn_model_adapt_batch(m, x, B, &err) == NN_OK, "adapt_batch failed");
-		st = nn_model_adapt_finish(m, &err);
+		st = nn_model_adapt_batch(m, x, B, &err);
+		check(st == NN_OK || (st == NN_ERR_DATA && has_embedding(s)),
+			  "adapt_batch failed");
+		if (st == NN_OK)
+			st = nn_model_adapt_finish(m, &err);
 		if (st == NN_ERR_DATA)
 		{
 			free(x);
@@ -80,7 +94,16 @@ use(nn_model *m, const sb_spec *s)
 		}
 		check(st == NN_OK, "adapt_finish failed");
 	}
-	check(nn_model_predict(m, y, x, B, &err) == NN_OK, "predict failed");
+	st = nn_model_predict(m, y, x, B, &err);
+	if (st == NN_ERR_DATA && has_embedding(s))
+	{
+		/* an id past a tiny vocabulary: refused, as it must be */
+		free(x);
+		free(y);
+		free(t);
+		return;
+	}
+	check(st == NN_OK, "predict failed");
 	nn_optimizer_spec_init(&o, s->opt, 0);
 	check(nn_model_set_training(m, &o, s->loss, NULL, 0, &err) == NN_OK,
 		  "set_training failed");

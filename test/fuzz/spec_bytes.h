@@ -13,7 +13,7 @@
  *     [5] loss kind: 1 + b % 6      [6] optimizer: 1 + b % 7
  *     [7] seed for the data rows
  *   per layer (24 bytes)
- *     [0] kind: b % 12 (0 and 11 are invalid)
+ *     [0] kind: b % (NN_LAYER_KIND_MAX + 2) (0 and the last are invalid)
  *     [1] activation: b % 9 - 1 (-1 and 7 invalid)
  *     [2] units  [3] filters               (sb_count)
  *     [4] kernel h [5] kernel w            (sb_small)
@@ -23,7 +23,8 @@
  *     [10..12] reshape dims                (sb_count)
  *     [13] rate  [14] scale  [15] offset  [16] alpha
  *     [17] l1  [18] l2  [19] epsilon       (sb_real)
- *     [20..23] unused
+ *     [20] momentum (sb_real)  [21] input_dim [22] output_dim (sb_count)
+ *     [23] bits 0-3 recurrent activation: b % 9 - 1, bit 4 return_sequences
  */
 #ifndef SPEC_BYTES_H
 #define SPEC_BYTES_H
@@ -126,7 +127,7 @@ sb_decode(sb_spec *out, const uint8_t *d, size_t n)
 	for (int i = 0; i < nl; i++, d += SB_LAYER)
 	{
 		nn_layer_spec *s = &out->layers[i];
-		int			kind = d[0] % 12;
+		int			kind = d[0] % (NN_LAYER_KIND_MAX + 2);
 
 		if (kind >= 1 && kind <= NN_LAYER_KIND_MAX)
 			nn_layer_spec_init(s, (nn_layer_kind) kind);
@@ -154,6 +155,11 @@ sb_decode(sb_spec *out, const uint8_t *d, size_t n)
 		s->l1 = sb_real(d[17]);
 		s->l2 = sb_real(d[18]);
 		s->epsilon = sb_real(d[19]);
+		s->momentum = sb_real(d[20]);
+		s->input_dim = sb_count(d[21]);
+		s->output_dim = sb_count(d[22]);
+		s->recurrent_activation = (nn_activation) ((int) ((d[23] & 15) % 9) - 1);
+		s->return_sequences = (d[23] & 16) != 0;
 	}
 	out->spec.n_layers = nl;
 	out->spec.layers = out->layers;

@@ -221,6 +221,43 @@ nt_act(nn_activation act)
 	return s;
 }
 
+/* A recurrent layer with Keras's default activations. */
+nn_layer_spec
+nt_rnn(nn_layer_kind kind, int32_t units, bool return_sequences)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, kind);
+	s.units = units;
+	s.return_sequences = return_sequences;
+	return s;
+}
+
+/* An embedding of input_dim ids into output_dim vectors. */
+nn_layer_spec
+nt_embedding(int32_t input_dim, int32_t output_dim)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_EMBEDDING);
+	s.input_dim = input_dim;
+	s.output_dim = output_dim;
+	return s;
+}
+
+/* A reshape to (a, b). */
+nn_layer_spec
+nt_reshape2(int32_t a, int32_t b)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RESHAPE);
+	s.shape_rank = 2;
+	s.shape[0] = a;
+	s.shape[1] = b;
+	return s;
+}
+
 /* A rescale layer: y = x scale + offset. */
 nn_layer_spec
 nt_rescale(float scale, float offset)
@@ -273,10 +310,13 @@ nt_flat_params(const nn_model *m)
 		int64_t		ko,
 					kl,
 					bo,
-					bl;
+					bl,
+					ro,
+					rl;
 
 		nn_model_layer_params(m, i, &ko, &kl, &bo, &bl);
-		n += kl + bl;
+		nn_model_layer_recurrent(m, i, &ro, &rl);
+		n += kl + bl + rl;
 	}
 	return n;
 }

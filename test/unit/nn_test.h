@@ -97,6 +97,10 @@ nn_layer_spec nt_reshape1(int32_t a);
 nn_layer_spec nt_dropout(float rate);
 nn_layer_spec nt_act(nn_activation act);
 nn_layer_spec nt_rescale(float scale, float offset);
+/* simple_rnn, lstm or gru with Keras's default activations */
+nn_layer_spec nt_rnn(nn_layer_kind kind, int32_t units, bool return_sequences);
+nn_layer_spec nt_embedding(int32_t input_dim, int32_t output_dim);
+nn_layer_spec nt_reshape2(int32_t a, int32_t b);
 
 /* A model spec over a caller-owned layer array; unused dims are 0. */
 nn_model_spec nt_spec(int32_t rank, int32_t d0, int32_t d1, int32_t d2,

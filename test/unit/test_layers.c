@@ -761,6 +761,304 @@ test_penalties(void **state)
 }
 
 /* Run the layer gradient-check suite. */
+
+/* ---------- sequence and normalisation layers ---------- */
+
+/* Recurrent layers with Keras's default activations, (T, F) inputs. */
+static void
+test_simple_rnn(void **state)
+{
+	nn_layer_spec a[] = {nt_rnn(NN_LAYER_SIMPLE_RNN, 3, false)};
+	nn_layer_spec b[] = {nt_rnn(NN_LAYER_SIMPLE_RNN, 4, true)};
+	gc_case		ca = mk("simple_rnn 3 units on 4x3, batch 3", a, 1, 2, 4, 3,
+						0, 3);
+	gc_case		cb;
+
+	(void) state;
+	b[0].activation = NN_ACT_SIGMOID;
+	cb = mk("simple_rnn sigmoid, return_sequences, on 5x2, batch 1", b, 1, 2,
+			5, 2, 0, 1);
+	run_case(&ca);
+	run_case(&cb);
+}
+
+static void
+test_lstm(void **state)
+{
+	nn_layer_spec a[] = {nt_rnn(NN_LAYER_LSTM, 4, true)};
+	nn_layer_spec b[] = {nt_rnn(NN_LAYER_LSTM, 3, false)};
+	nn_layer_spec c[] = {nt_rnn(NN_LAYER_LSTM, 2, false)};
+	gc_case		ca = mk("lstm 4 units, return_sequences, on 5x2, batch 2", a,
+						1, 2, 5, 2, 0, 2);
+	gc_case		cb = mk("lstm 3 units on 1x3 (T = 1), batch 3", b, 1, 2, 1, 3,
+						0, 3);
+	gc_case		cc;
+
+	(void) state;
+	c[0].use_bias = false;
+	cc = mk("lstm 2 units no bias on 6x1, batch 1", c, 1, 2, 6, 1, 0, 1);
+	run_case(&ca);
+	run_case(&cb);
+	run_case(&cc);
+}
+
+static void
+test_gru(void **state)
+{
+	nn_layer_spec a[] = {nt_rnn(NN_LAYER_GRU, 3, false)};
+	nn_layer_spec b[] = {nt_rnn(NN_LAYER_GRU, 4, true)};
+	nn_layer_spec c[] = {nt_rnn(NN_LAYER_GRU, 2, false)};
+	gc_case		ca = mk("gru 3 units on 4x4, batch 1", a, 1, 2, 4, 4, 0, 1);
+	gc_case		cb = mk("gru 4 units, return_sequences, on 3x2, batch 3", b, 1,
+						2, 3, 2, 0, 3);
+	gc_case		cc;
+
+	(void) state;
+	c[0].use_bias = false;
+	cc = mk("gru 2 units no bias on 1x3 (T = 1), batch 2", c, 1, 2, 1, 3, 0, 2);
+	run_case(&ca);
+	run_case(&cb);
+	run_case(&cc);
+}
+
+/* Stacked: reshape from flat, lstm -> gru -> simple_rnn -> dense. */
+static void
+test_rnn_stack(void **state)
+{
+	nn_layer_spec l[] = {nt_reshape2(4, 3), nt_rnn(NN_LAYER_LSTM, 3, true),
+		nt_rnn(NN_LAYER_GRU, 3, true), nt_rnn(NN_LAYER_SIMPLE_RNN, 2, false),
+	nt_dense(2, NN_ACT_LINEAR)};
+	gc_case		c = mk("reshape 4x3, lstm, gru, simple_rnn, dense, batch 3", l,
+					   5, 1, 12, 0, 0, 3);
+
+	(void) state;
+	run_case(&c);
+}
+
+/* Training-mode batchnorm: flat, per image channel, per sequence feature. */
+static void
+test_batchnorm(void **state)
+{
+	nn_layer_spec a[] = {nt_dense(5, NN_ACT_TANH), nt_plain(NN_LAYER_BATCHNORM),
+	nt_dense(2, NN_ACT_LINEAR)};
+	nn_layer_spec b[] = {nt_plain(NN_LAYER_BATCHNORM), nt_plain(NN_LAYER_FLATTEN),
+	nt_dense(3, NN_ACT_LINEAR)};
+	nn_layer_spec c[] = {nt_plain(NN_LAYER_BATCHNORM), nt_plain(NN_LAYER_FLATTEN),
+	nt_dense(2, NN_ACT_TANH)};
+	gc_case		ca = mk("dense -> batchnorm -> dense on 4, batch 4", a, 3, 1, 4,
+						0, 0, 4);
+	gc_case		cb = mk("batchnorm on 3x2x3 images, batch 2", b, 3, 3, 3, 2, 3,
+						2);
+	gc_case		cc = mk("batchnorm on 5x3 sequences (per feature), batch 1",
+						c, 3, 2, 5, 3, 0, 1);
+
+	(void) state;
+	run_case(&ca);
+	run_case(&cb);
+	run_case(&cc);
+}
+
+/*
+ * Batchnorm's moving averages: after one training batch they are
+ * momentum m + (1 - momentum) stat with the biased variance, and inference
+ * uses them, not the batch.
+ */
+static void
+test_batchnorm_moving(void **state)
+{
+	nn_layer_spec l[] = {nt_plain(NN_LAYER_BATCHNORM)};
+	nn_model_spec spec = nt_spec(1, 2, 0, 0, l, 1);
+	nn_model   *m = nt_create(&spec, 1);
+	float		x[3 * 2] = {1, 10, 2, 20, 6, 60};
+	float		t[3 * 2] = {0};
+	float		y[3 * 2];
+	float	   *st;
+	int32_t		C;
+	nn_error	err;
+
+	(void) state;
+	nt_train_setup(m, NN_LOSS_MSE, NULL, 0, 3);
+	(void) nt_train_loss(m, x, t, 3, 1);
+	st = nn_model_layer_state(m, 0, &C);
+	assert_int_equal(C, 2);
+	/* mean 3, 30; biased variance 14/3, 1400/3 */
+	assert_scalar_close("moving mean 0", st[0], 0.01 * 3.0, 1e-6, 1e-5);
+	assert_scalar_close("moving mean 1", st[1], 0.01 * 30.0, 1e-6, 1e-5);
+	assert_scalar_close("moving var 0", st[2], 0.99 + 0.01 * 14.0 / 3, 1e-6, 1e-5);
+	assert_scalar_close("moving var 1", st[3], 0.99 + 0.01 * 1400.0 / 3, 1e-5,
+						1e-5);
+	assert_ok(nn_model_predict(m, y, x, 3, &err), &err);
+	assert_scalar_close("inference output", y[0],
+						(1.0 - st[0]) / sqrt(st[2] + 1e-3), 1e-5, 1e-5);
+	nn_model_free(m);
+}
+
+static void
+test_global_pools(void **state)
+{
+	nn_layer_spec a[] = {nt_plain(NN_LAYER_GLOBAL_AVGPOOL),
+	nt_dense(2, NN_ACT_LINEAR)};
+	nn_layer_spec b[] = {nt_plain(NN_LAYER_GLOBAL_MAXPOOL),
+	nt_dense(2, NN_ACT_LINEAR)};
+	nn_layer_spec c[] = {nt_conv(3, 2, 2, 1, 1, false, NN_ACT_TANH),
+	nt_plain(NN_LAYER_GLOBAL_MAXPOOL)};
+	gc_case		ca = mk("global_avgpool on 4x3x2 images, batch 2", a, 2, 3, 4, 3,
+						2, 2);
+	gc_case		cb = mk("global_maxpool on 5x3 sequences, batch 3", b, 2, 2, 5,
+						3, 0, 3);
+	gc_case		cc = mk("conv2d -> global_maxpool on 3x3x1, batch 1", c, 2, 3, 3,
+						3, 1, 1);
+
+	(void) state;
+	cb.distinct_x = true;
+	run_case(&ca);
+	run_case(&cb);
+	run_case(&cc);
+}
+
+/*
+ * Embedding: ids (T) -> (T, D).  The table gradient against central
+ * differences (ids have none), then lstm above it; bad ids are NN_ERR_DATA.
+ */
+static void
+test_embedding(void **state)
+{
+	nn_layer_spec l[] = {nt_embedding(7, 3), nt_rnn(NN_LAYER_LSTM, 2, false),
+	nt_dense(2, NN_ACT_LINEAR)};
+	nn_layer_spec r[] = {nt_rescale(1.0f, 1.0f), nt_embedding(7, 2),
+	nt_plain(NN_LAYER_GLOBAL_AVGPOOL)};
+	nn_model_spec spec = nt_spec(1, 4, 0, 0, l, 3);
+	nn_model   *m = nt_create(&spec, 5);
+	float		x[3 * 4] = {0, 6, 3, 3, 1, 1, 2, 5, 6, 0, 4, 2};
+	float		t[3 * 2];
+	float		y[3 * 2];
+	float		bad[] = {7.0f, 0.5f, -1.0f, NAN};
+	nn_rng		rng;
+	nn_error	err;
+	nt_fd_opts	o = nt_fd_default();
+
+	(void) state;
+	nn_rng_seed(&rng, 3);
+	nt_fill(t, 6, &rng, -1, 1);
+	nt_train_setup(m, NN_LOSS_MSE, NULL, 0, 3);
+	o.skip_input = true;
+	assert_true(nt_gradcheck("embedding 7x3 -> lstm -> dense, batch 3", m, x,
+							 t, 3, &o) > 0);
+	/* the table rows of the ids, in order */
+	assert_ok(nn_model_prepare(m, 3, false, 0, &err), &err);
+	for (int i = 0; i < 4; i++)
+	{
+		float		xb[3 * 4];
+
+		memcpy(xb, x, sizeof(xb));
+		xb[5] = bad[i];
+		memset(&err, 0, sizeof(err));
+		assert_status(nn_model_predict(m, y, xb, 3, &err), NN_ERR_DATA, &err);
+		assert_non_null(strstr(err.message, "token id"));
+		assert_int_equal(err.layer, 0);
+		assert_int_equal(err.row, 1);	/* x[5] is in the second row */
+		assert_status(nn_model_compute_gradients(m, NULL, xb, t, 3, &rng,
+												 &(double) {0}, &(int64_t) {0},
+												 &err), NN_ERR_DATA, &err);
+	}
+	nn_model_free(m);
+
+	/* after rescale: ids x + 1, and the lookup is exact */
+	spec = nt_spec(1, 2, 0, 0, r, 3);
+	m = nt_create(&spec, 5);
+	{
+		float		ids[2] = {0, 5};
+		float		out[2];
+		int64_t		ko,
+					kl,
+					bo,
+					bl;
+		const float *p = nn_model_params(m);
+
+		nn_model_layer_params(m, 1, &ko, &kl, &bo, &bl);
+		assert_ok(nn_model_prepare(m, 1, false, 0, &err), &err);
+		assert_ok(nn_model_predict(m, out, ids, 1, &err), &err);
+		for (int d = 0; d < 2; d++)
+			assert_scalar_close("embedding mean", out[d],
+								((double) p[ko + 1 * 2 + d] + p[ko + 6 * 2 + d]) / 2,
+								1e-7, 1e-6);
+		ids[1] = 6;
+		assert_status(nn_model_predict(m, out, ids, 1, &err), NN_ERR_DATA, &err);
+	}
+	nn_model_free(m);
+}
+
+/*
+ * The recurrent layers split the batch, then the gate columns, over
+ * threads once the work is large enough: the same outputs, input and
+ * parameter gradients with 1 and 3 threads (batch 37, uneven slices).
+ */
+static void
+test_rnn_threads(void **state)
+{
+	nn_layer_kind kinds[] = {NN_LAYER_SIMPLE_RNN, NN_LAYER_LSTM, NN_LAYER_GRU};
+	int			saved = nn_get_threads();
+
+	(void) state;
+	for (int k = 0; k < 3; k++)
+		for (int seq = 0; seq < 2; seq++)
+		{
+			nn_layer_spec l[] = {nt_rnn(kinds[k], 48, seq), nt_plain(NN_LAYER_FLATTEN)};
+			nn_model_spec spec = nt_spec(2, 20, 16, 0, l, 2);
+			nn_model   *m = nt_create(&spec, 9);
+			int32_t		B = 37;
+			size_t		in = nn_model_input_size(m),
+						out = nn_model_output_size(m);
+			int64_t		np = nt_flat_params(m);
+			float	   *x = nt_xmalloc(sizeof(float) * B * in);
+			float	   *t = nt_xmalloc(sizeof(float) * B * out);
+			float	   *y[2],
+					   *dx[2],
+					   *g[2];
+			nn_rng		rng;
+			nn_error	err;
+			char		what[80];
+
+			nn_rng_seed(&rng, 5);
+			nt_fill(x, B * in, &rng, -1, 1);
+			nt_fill(t, B * out, &rng, -1, 1);
+			nt_train_setup(m, NN_LOSS_MSE, NULL, 0, B);
+			for (int r = 0; r < 2; r++)
+			{
+				double		loss = 0;
+				int64_t		correct = 0;
+
+				nn_set_threads(r == 0 ? 1 : 3);
+				y[r] = nt_xmalloc(sizeof(float) * B * out);
+				dx[r] = nt_xmalloc(sizeof(float) * B * in);
+				g[r] = nt_xmalloc(sizeof(float) * np);
+				assert_ok(nn_model_predict(m, y[r], x, B, &err), &err);
+				assert_ok(nn_model_compute_gradients(m, dx[r], x, t, B, &rng, &loss,
+													 &correct, &err), &err);
+				memcpy(g[r], nn_model_grads(m), sizeof(float) * np);
+			}
+			snprintf(what, sizeof(what), "%s%s, 1 vs 3 threads: output",
+					 nn_layer_kind_name(kinds[k]), seq ? " return_sequences" : "");
+			assert_close_f(what, y[1], y[0], B * out, 1e-6, 1e-5);
+			snprintf(what, sizeof(what), "%s%s, 1 vs 3 threads: dx",
+					 nn_layer_kind_name(kinds[k]), seq ? " return_sequences" : "");
+			assert_close_f(what, dx[1], dx[0], B * in, 1e-7, 1e-4);
+			snprintf(what, sizeof(what), "%s%s, 1 vs 3 threads: gradients",
+					 nn_layer_kind_name(kinds[k]), seq ? " return_sequences" : "");
+			assert_close_f(what, g[1], g[0], np, 1e-7, 1e-4);
+			for (int r = 0; r < 2; r++)
+			{
+				free(y[r]);
+				free(dx[r]);
+				free(g[r]);
+			}
+			free(x);
+			free(t);
+			nn_model_free(m);
+		}
+	nn_set_threads(saved);
+}
+
 int
 main(void)
 {
@@ -795,6 +1093,15 @@ main(void)
 		cmocka_unit_test(test_conv_softmax_channels),
 		cmocka_unit_test(test_small_cnn),
 		cmocka_unit_test(test_penalties),
+		cmocka_unit_test(test_simple_rnn),
+		cmocka_unit_test(test_lstm),
+		cmocka_unit_test(test_gru),
+		cmocka_unit_test(test_rnn_stack),
+		cmocka_unit_test(test_batchnorm),
+		cmocka_unit_test(test_batchnorm_moving),
+		cmocka_unit_test(test_global_pools),
+		cmocka_unit_test(test_embedding),
+		cmocka_unit_test(test_rnn_threads),
 	};
 
 	return NT_RUN(tests);

@@ -931,6 +931,172 @@ test_resume_matches_uninterrupted(void **state)
 		}
 }
 
+
+/* ---------- format version 2: the sequence and normalisation layers ---------- */
+
+/*
+ * A version 2 model with every new kind: ids (6) -> embedding (6, 4) ->
+ * lstm (6, 5) -> batchnorm -> gru (6, 3) -> simple_rnn (6, 2) ->
+ * global_maxpool (2) ... and a second branch kind, global_avgpool, before
+ * a dense softmax.
+ */
+static nn_model *
+make_v2(nn_optimizer_kind opt, nn_rng *rng, float *x, int32_t n)
+{
+	static nn_layer_spec l[8];
+	nn_model_spec spec;
+	nn_model   *m;
+	nn_error	err;
+	float		y[8];
+
+	l[0] = nt_embedding(9, 4);
+	l[1] = nt_rnn(NN_LAYER_LSTM, 5, true);
+	l[2] = nt_plain(NN_LAYER_BATCHNORM);
+	l[2].momentum = 0.9f;
+	l[3] = nt_rnn(NN_LAYER_GRU, 3, true);
+	l[3].recurrent_activation = NN_ACT_TANH;
+	l[4] = nt_rnn(NN_LAYER_SIMPLE_RNN, 4, true);
+	l[4].activation = NN_ACT_LEAKY_RELU;
+	l[4].alpha = 0.1f;
+	l[4].use_bias = false;
+	l[5] = nt_plain(NN_LAYER_GLOBAL_MAXPOOL);	/* (4) */
+	l[6] = nt_reshape3(2, 2, 1);
+	l[7] = nt_plain(NN_LAYER_GLOBAL_AVGPOOL);	/* (1) */
+	spec = nt_spec(1, 6, 0, 0, l, 8);
+	m = nt_create(&spec, 11);
+	for (int i = 0; i < n * 6; i++)
+		x[i] = (float) nn_rng_below(rng, 9);
+	for (int i = 0; i < n; i++)
+		y[i] = (float) (i % 2);
+	if (opt)
+	{
+		nn_optimizer_spec o;
+
+		nn_optimizer_spec_init(&o, opt, 0.01f);
+		assert_ok(nn_model_set_training(m, &o, NN_LOSS_MSE, NULL, 0, &err), &err);
+		assert_ok(nn_model_prepare(m, n, true, 0, &err), &err);
+		for (int s = 0; s < 2; s++)
+		{
+			double		loss = 0;
+			int64_t		correct = 0;
+
+			assert_ok(nn_model_train_batch(m, x, y, n, rng, &loss, &correct,
+										   &err), &err);
+		}
+	}
+	return m;
+}
+
+/* Round trips, the version field and the 108-byte records of version 2. */
+static void
+test_v2_round_trip(void **state)
+{
+	nn_rng		rng;
+	float		x[8 * 6];
+
+	(void) state;
+	nn_rng_seed(&rng, 4);
+	for (int k = 0; k <= NN_OPT_MAX; k++)
+	{
+		nn_model   *m = make_v2((nn_optimizer_kind) k, &rng, x, 8);
+		size_t		len;
+		uint8_t    *buf = nt_serialize(m, true, &len);
+		char		what[80];
+		int32_t		C;
+		const float *st;
+
+		assert_int_equal(get32(buf, OFF_VERSION), 2);
+		assert_int_equal(get32(buf, OFF_NLAYERS), 8);
+		/* layer 2 (lstm): kind, units, return_sequences at 104 */
+		assert_int_equal(get32(buf, OFF_LAYERS + 108), NN_LAYER_LSTM);
+		assert_int_equal(get32(buf, OFF_LAYERS + 108 + 12), 5);
+		assert_int_equal(get32(buf, OFF_LAYERS + 108 + 104), 1);
+		assert_int_equal(get32(buf, OFF_LAYERS + 108 + 100), NN_ACT_SIGMOID);
+		/* layer 1 (embedding): input_dim, output_dim at 92, 96 */
+		assert_int_equal(get32(buf, OFF_LAYERS + 92), 9);
+		assert_int_equal(get32(buf, OFF_LAYERS + 96), 4);
+		/* the tensors start after 8 records of 108 bytes: 1 (embedding) */
+		assert_int_equal(get32(buf, OFF_LAYERS + 8 * 108), 1 + 3 + 4 + 3 + 2);
+		/* lstm: kernel, recurrent (role 5), bias */
+		{
+			size_t		t = OFF_LAYERS + 8 * 108 + 4 + TENSOR_HEAD + 9 * 4 * 4;
+
+			assert_int_equal(get32(buf, t), 1);
+			assert_int_equal(get32(buf, t + 4), 0);
+			t += TENSOR_HEAD + 4 * 20 * 4;
+			assert_int_equal(get32(buf, t + 4), 5);
+			assert_int_equal(get32(buf, t + 12), 5 * 20);
+		}
+		if (k)
+		{
+			/* batchnorm's moving statistics moved and are saved */
+			st = nn_model_layer_state(m, 2, &C);
+			assert_int_equal(C, 5);
+			assert_true(st[0] != 0.0f && st[C] != 1.0f);
+		}
+		snprintf(what, sizeof(what), "version 2 model, %s",
+				 k ? nn_optimizer_name((nn_optimizer_kind) k) : "untrained");
+		check_round_trip(what, m, true, x, 8);
+		check_round_trip(what, m, false, x, 8);
+		/* version 1 cannot hold these kinds */
+		put32(buf, OFF_VERSION, 1);
+		nt_fix_bytes(buf, len);
+		expect_reject("version 2 model labelled version 1", buf, len,
+					  NN_ERR_CORRUPT);
+		free(buf);
+		nn_model_free(m);
+	}
+}
+
+/* Every bit flip of a small version 2 model (embedding, gru, batchnorm). */
+static void
+test_v2_bit_flips(void **state)
+{
+	nn_layer_spec l[] = {nt_embedding(3, 2), nt_rnn(NN_LAYER_GRU, 2, false),
+	nt_plain(NN_LAYER_BATCHNORM)};
+	nn_model_spec spec = nt_spec(1, 2, 0, 0, l, 3);
+	nn_model   *m = nt_create(&spec, 3);
+	size_t		len;
+	uint8_t    *buf = nt_serialize(m, false, &len);
+	uint8_t    *f = nt_xmalloc(len);
+	size_t		accepted = 0;
+
+	(void) state;
+	for (size_t bit = 0; bit < len * 8; bit++)
+	{
+		nn_model   *r = NULL;
+		nn_error	err;
+		nn_status	st;
+		char		what[80];
+
+		buf[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+		snprintf(what, sizeof(what), "v2 bit %zu flipped", bit);
+		expect_reject(what, buf, len, NN_ERR_CORRUPT);
+		memcpy(f, buf, len);
+		nt_fix_bytes(f, len);
+		st = nn_model_deserialize(&r, f, len, 0, &capped, test_crc32c, &err);
+		if (st == NN_OK)
+		{
+			size_t		l2;
+			uint8_t    *again = nt_serialize(r, false, &l2);
+
+			accepted++;
+			if (l2 != len || memcmp(again, f, len) != 0)
+				fail_msg("%s: loads but serializes differently", what);
+			free(again);
+			nn_model_free(r);
+		}
+		else if (st != NN_ERR_CORRUPT)
+			fail_msg("%s behind a valid checksum: status %d (%s)", what,
+					 (int) st, err.message);
+		buf[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+	}
+	assert_true(accepted > 0);
+	nn_model_free(m);
+	free(buf);
+	free(f);
+}
+
 int
 main(void)
 {
@@ -948,6 +1114,8 @@ main(void)
 		cmocka_unit_test(test_normalize_damage),
 		cmocka_unit_test(test_max_bytes),
 		cmocka_unit_test(test_resume_matches_uninterrupted),
+		cmocka_unit_test(test_v2_round_trip),
+		cmocka_unit_test(test_v2_bit_flips),
 	};
 
 	return NT_RUN(tests);

@@ -148,6 +148,143 @@ test_normalize_param_count(void **state)
 	nn_model_free(m);
 }
 
+/*
+ * Keras's parameter counts (model.summary()) of the new layers:
+ * LSTM 4 (u (in + u) + u), GRU (reset_after) 3 (u (in + u) + 2 u),
+ * SimpleRNN u (in + u) + u, BatchNormalization 4 C (2 C non-trainable),
+ * Embedding input_dim output_dim, global pools 0.
+ */
+static void
+test_sequence_param_counts(void **state)
+{
+	nn_layer_spec l[] = {nt_embedding(50, 8), nt_rnn(NN_LAYER_LSTM, 16, true),
+		nt_rnn(NN_LAYER_GRU, 12, true), nt_rnn(NN_LAYER_SIMPLE_RNN, 7, true),
+		nt_plain(NN_LAYER_BATCHNORM), nt_plain(NN_LAYER_GLOBAL_AVGPOOL),
+	nt_dense(3, NN_ACT_SOFTMAX)};
+	int64_t		want[] = {400, 4 * (16 * (8 + 16) + 16),
+		3 * (12 * (16 + 12) + 2 * 12), 7 * (12 + 7) + 7, 4 * 7, 0, 7 * 3 + 3};
+	nn_model_spec spec = nt_spec(1, 10, 0, 0, l, NT_NLAYERS(l));
+	nn_model   *m = nt_create(&spec, 1);
+	nn_layer_info info;
+	int64_t		total = 0,
+				off,
+				len;
+
+	(void) state;
+	for (int i = 0; i < NT_NLAYERS(l); i++)
+	{
+		nn_model_layer_info(m, i, &info);
+		if (info.params != want[i])
+			fail_msg("layer %d: %lld parameters, Keras has %lld", i + 1,
+					 (long long) info.params, (long long) want[i]);
+		total += want[i];
+	}
+	assert_int_equal(nn_model_param_count(m), total);
+	/* batchnorm's moving statistics are not trainable */
+	assert_int_equal(nt_flat_params(m), total - 2 * 7);
+	nn_model_layer_info(m, 1, &info);
+	assert_int_equal(info.rank, 2);
+	assert_int_equal(info.shape[0], 10);
+	assert_int_equal(info.shape[1], 16);
+	nn_model_layer_info(m, 5, &info);
+	assert_int_equal(info.rank, 1);
+	assert_int_equal(info.shape[0], 7);
+	nn_model_layer_recurrent(m, 1, &off, &len);
+	assert_int_equal(len, 16 * 64);
+	nn_model_layer_recurrent(m, 6, &off, &len);
+	assert_int_equal(off, -1);
+	assert_int_equal(len, 0);
+	nn_model_free(m);
+
+	{
+		/* without return_sequences, and without bias */
+		nn_layer_spec l2[] = {nt_rnn(NN_LAYER_GRU, 5, false),
+		nt_rnn(NN_LAYER_LSTM, 5, false)};
+		nn_model_spec spec2 = nt_spec(2, 4, 3, 0, l2, 2);
+
+		l2[1] = nt_reshape1(5);
+		l2[1].kind = NN_LAYER_DENSE;
+		l2[1] = nt_dense(1, NN_ACT_LINEAR);
+		l2[0].use_bias = false;
+		m = nt_create(&spec2, 1);
+		nn_model_layer_info(m, 0, &info);
+		assert_int_equal(info.params, 3 * 5 * (3 + 5));
+		assert_int_equal(info.rank, 1);
+		assert_int_equal(info.shape[0], 5);
+		nn_model_free(m);
+	}
+}
+
+/* Keras's initialisers of the recurrent, batchnorm and embedding layers. */
+static void
+test_sequence_init(void **state)
+{
+	nn_layer_spec l[] = {nt_rnn(NN_LAYER_LSTM, 6, true),
+	nt_plain(NN_LAYER_BATCHNORM), nt_rnn(NN_LAYER_GRU, 4, false)};
+	nn_model_spec spec = nt_spec(2, 5, 3, 0, l, 3);
+	nn_model   *m = nt_create(&spec, 7);
+	nn_model   *m2 = nt_create(&spec, 7);
+	const float *p = nn_model_params(m);
+	int64_t		ko,
+				kl,
+				bo,
+				bl,
+				ro,
+				rl;
+	int32_t		C;
+	float	   *st;
+
+	(void) state;
+	assert_memory_equal(p, nn_model_params(m2), nt_flat_params(m) * 4);
+	/* lstm: orthogonal rows of R (6, 24), forget bias 1, others 0 */
+	nn_model_layer_params(m, 0, &ko, &kl, &bo, &bl);
+	nn_model_layer_recurrent(m, 0, &ro, &rl);
+	assert_int_equal(kl, 3 * 24);
+	assert_int_equal(rl, 6 * 24);
+	assert_int_equal(bl, 24);
+	assert_true(ko < ro && ro < bo);
+	for (int i = 0; i < 6; i++)
+		for (int j = 0; j < 6; j++)
+		{
+			double		d = 0.0;
+
+			for (int k = 0; k < 24; k++)
+				d += (double) p[ro + i * 24 + k] * p[ro + j * 24 + k];
+			assert_true(fabs(d - (i == j ? 1.0 : 0.0)) < 1e-5);
+		}
+	for (int j = 0; j < 24; j++)
+		assert_true(p[bo + j] == (j >= 6 && j < 12 ? 1.0f : 0.0f));
+	for (int64_t j = 0; j < kl; j++)
+		assert_true(fabsf(p[ko + j]) <= sqrtf(6.0f / (3 + 24)));
+	/* batchnorm: gamma 1, beta 0, moving mean 0, variance 1 */
+	nn_model_layer_params(m, 1, &ko, &kl, &bo, &bl);
+	assert_int_equal(kl, 6);
+	assert_int_equal(bl, 6);
+	for (int j = 0; j < 6; j++)
+		assert_true(p[ko + j] == 1.0f && p[bo + j] == 0.0f);
+	st = nn_model_layer_state(m, 1, &C);
+	assert_int_equal(C, 6);
+	for (int j = 0; j < 6; j++)
+		assert_true(st[j] == 0.0f && st[6 + j] == 1.0f);
+	/* gru: (2, 3 u) bias, zeros */
+	nn_model_layer_params(m, 2, &ko, &kl, &bo, &bl);
+	assert_int_equal(bl, 24);
+	nn_model_free(m);
+	nn_model_free(m2);
+	{
+		nn_layer_spec e[] = {nt_embedding(30, 4)};
+		nn_model_spec es = nt_spec(1, 3, 0, 0, e, 1);
+
+		m = nt_create(&es, 3);
+		nn_model_layer_params(m, 0, &ko, &kl, &bo, &bl);
+		assert_int_equal(kl, 120);
+		assert_int_equal(bl, 0);
+		for (int j = 0; j < 120; j++)
+			assert_true(fabsf(nn_model_params(m)[ko + j]) <= 0.05f);
+		nn_model_free(m);
+	}
+}
+
 /* Keras's defaults, and pool strides resolved to the pool size. */
 static void
 test_spec_defaults(void **state)
@@ -171,6 +308,15 @@ test_spec_defaults(void **state)
 	assert_true(s.scale == 1.0f && s.offset == 0.0f);
 	nn_layer_spec_init(&s, NN_LAYER_NORMALIZE);
 	assert_true(s.epsilon == 1e-7f);
+	nn_layer_spec_init(&s, NN_LAYER_BATCHNORM);
+	assert_true(s.epsilon == 1e-3f && s.momentum == 0.99f);
+	nn_layer_spec_init(&s, NN_LAYER_LSTM);
+	assert_int_equal(s.activation, NN_ACT_TANH);
+	assert_int_equal(s.recurrent_activation, NN_ACT_SIGMOID);
+	assert_true(s.use_bias && !s.return_sequences);
+	nn_layer_spec_init(&s, NN_LAYER_SIMPLE_RNN);
+	assert_int_equal(s.activation, NN_ACT_TANH);
+	assert_int_equal(s.recurrent_activation, NN_ACT_LINEAR);
 
 	l[0] = nt_pool(NN_LAYER_AVGPOOL2D, 3, 2, 0, 0, false);
 	l[1] = nt_plain(NN_LAYER_FLATTEN);
@@ -224,7 +370,10 @@ test_names(void **state)
 	assert_int_equal(nn_loss_from_name("bce", &l), -1);
 	assert_int_equal(nn_optimizer_from_name("lbfgs", &o), -1);
 	assert_string_equal(nn_layer_kind_name((nn_layer_kind) 0), "?");
-	assert_string_equal(nn_layer_kind_name((nn_layer_kind) 11), "?");
+	assert_string_equal(nn_layer_kind_name((nn_layer_kind) 18), "?");
+	assert_string_equal(nn_layer_kind_name(NN_LAYER_GRU), "gru");
+	assert_string_equal(nn_layer_kind_name(NN_LAYER_GLOBAL_MAXPOOL),
+						"global_maxpool");
 	assert_string_equal(nn_activation_name((nn_activation) 7), "?");
 	assert_true(nn_loss_sparse_target(NN_LOSS_SPARSE_CATEGORICAL_CE));
 	assert_false(nn_loss_sparse_target(NN_LOSS_CATEGORICAL_CE));
@@ -299,7 +448,7 @@ test_bad_specs(void **state)
 	nn_layer_spec flat = nt_plain(NN_LAYER_FLATTEN);
 	nn_layer_spec d2 = nt_dense(2, NN_ACT_LINEAR);
 	nn_layer_spec t;
-	bad_case	cases[64];
+	bad_case	cases[96];
 	int			n = 0;
 
 #define ADD(w, r, a, b, c, layer_, ...) \
@@ -385,8 +534,8 @@ test_bad_specs(void **state)
 	t = d2;
 	t.kind = (nn_layer_kind) 0;
 	ADD("layer kind 0", 1, 4, 0, 0, 0, t);
-	t.kind = (nn_layer_kind) 11;
-	ADD("layer kind 11", 1, 4, 0, 0, 1, d2, t);
+	t.kind = (nn_layer_kind) 18;
+	ADD("layer kind 18", 1, 4, 0, 0, 1, d2, t);
 	ADD("input rank 0", 0, 4, 0, 0, -1, d2);
 	ADD("input rank 4", 4, 4, 1, 1, -1, d2);
 	ADD("input dimension 0", 3, 4, 0, 1, -1, conv);
@@ -395,6 +544,50 @@ test_bad_specs(void **state)
 	ADD("flatten over 2^31 values", 3, 65536, 65536, 1, 0, flat);
 	t = nt_conv(INT32_MAX, 4096, 4096, 1, 1, true, NN_ACT_LINEAR);
 	ADD("conv2d kernel size overflows", 3, 4, 4, INT32_MAX, 0, t);
+	/* sequence and normalisation layers */
+	ADD("lstm units 0", 2, 4, 3, 0, 0, nt_rnn(NN_LAYER_LSTM, 0, false));
+	ADD("gru units -1", 2, 4, 3, 0, 0, nt_rnn(NN_LAYER_GRU, -1, false));
+	ADD("lstm on flat input", 1, 12, 0, 0, 0, nt_rnn(NN_LAYER_LSTM, 4, false));
+	ADD("simple_rnn on an image", 3, 4, 4, 2, 0,
+		nt_rnn(NN_LAYER_SIMPLE_RNN, 4, false));
+	ADD("lstm after lstm without return_sequences", 2, 4, 3, 0, 1,
+		nt_rnn(NN_LAYER_LSTM, 4, false), nt_rnn(NN_LAYER_LSTM, 4, false));
+	ADD("dense after return_sequences", 2, 4, 3, 0, 1,
+		nt_rnn(NN_LAYER_GRU, 4, true), d2);
+	t = nt_rnn(NN_LAYER_LSTM, 4, false);
+	t.activation = NN_ACT_SOFTMAX;
+	ADD("lstm softmax activation", 2, 4, 3, 0, 0, t);
+	t = nt_rnn(NN_LAYER_GRU, 4, false);
+	t.recurrent_activation = (nn_activation) 9;
+	ADD("gru recurrent activation 9", 2, 4, 3, 0, 0, t);
+	t = nt_rnn(NN_LAYER_SIMPLE_RNN, 4, false);
+	t.recurrent_activation = NN_ACT_SIGMOID;
+	ADD("simple_rnn recurrent activation", 2, 4, 3, 0, 0, t);
+	t = d2;
+	t.recurrent_activation = NN_ACT_SIGMOID;
+	ADD("dense recurrent activation", 1, 4, 0, 0, 0, t);
+	ADD("embedding input_dim 0", 1, 4, 0, 0, 0, nt_embedding(0, 3));
+	ADD("embedding output_dim 0", 1, 4, 0, 0, 0, nt_embedding(10, 0));
+	ADD("embedding on a sequence", 2, 4, 3, 0, 0, nt_embedding(10, 3));
+	ADD("embedding after dense", 1, 4, 0, 0, 1, nt_dense(4, NN_ACT_LINEAR),
+		nt_embedding(10, 3));
+	ADD("embedding table overflows", 1, 4, 0, 0, 0,
+		nt_embedding(INT32_MAX, INT32_MAX));
+	t = nt_plain(NN_LAYER_BATCHNORM);
+	t.epsilon = 0.0f;
+	ADD("batchnorm epsilon 0", 1, 4, 0, 0, 0, t);
+	t = nt_plain(NN_LAYER_BATCHNORM);
+	t.momentum = 1.5f;
+	ADD("batchnorm momentum 1.5", 1, 4, 0, 0, 0, t);
+	t.momentum = NAN;
+	ADD("batchnorm momentum NaN", 1, 4, 0, 0, 0, t);
+	ADD("global_avgpool on flat input", 1, 4, 0, 0, 0,
+		nt_plain(NN_LAYER_GLOBAL_AVGPOOL));
+	ADD("global_maxpool on flat input", 1, 4, 0, 0, 0,
+		nt_plain(NN_LAYER_GLOBAL_MAXPOOL));
+	t = nt_plain(NN_LAYER_GLOBAL_MAXPOOL);
+	t.activation = NN_ACT_RELU;
+	ADD("global_maxpool with an activation", 2, 4, 3, 0, 0, t);
 #undef ADD
 	for (int i = 0; i < n; i++)
 		expect_bad(&cases[i], NN_ERR_SPEC);
@@ -544,7 +737,7 @@ test_prepare_overflow_without_weights(void **state)
 
 /* A whole model life; returns the first failing status and the step. */
 static nn_status
-life(const nn_alloc *a, int *step, nn_error *err)
+life(const nn_alloc *a, int *step, nn_error *err, bool sequence)
 {
 	static nn_layer_spec l[8];
 	nn_model_spec spec;
@@ -572,6 +765,19 @@ life(const nn_alloc *a, int *step, nn_error *err)
 	spec = nt_spec(3, 4, 4, 3, l, 7);
 	nn_rng_seed(&rng, 5);
 	nt_fill(x, 6 * 48, &rng, -1, 1);
+	if (sequence)
+	{
+		/* ids (48) -> (48, 3) -> lstm (48, 4) -> batchnorm -> gru (3) -> dense */
+		l[0] = nt_rescale(1.0f, 0.0f);
+		l[1] = nt_embedding(5, 3);
+		l[2] = nt_rnn(NN_LAYER_LSTM, 4, true);
+		l[3] = nt_plain(NN_LAYER_BATCHNORM);
+		l[4] = nt_rnn(NN_LAYER_GRU, 3, false);
+		l[5] = nt_dense(3, NN_ACT_SOFTMAX);
+		spec = nt_spec(1, 48, 0, 0, l, 6);
+		for (int i = 0; i < 6 * 48; i++)
+			x[i] = (float) nn_rng_below(&rng, 5);
+	}
 	for (int i = 0; i < 6; i++)
 		y[i] = (float) (i % 3);
 	nn_optimizer_spec_init(&o, NN_OPT_ADAM, 0.01f);
@@ -579,8 +785,11 @@ life(const nn_alloc *a, int *step, nn_error *err)
 #define STEP(n, call) do { *step = (n); if ((st = (call)) != NN_OK) goto out; } while (0)
 	STEP(1, nn_model_create(&m, &spec, 1, 0, a, err));
 	STEP(2, nn_model_prepare(m, 6, true, 0, err));
-	STEP(3, nn_model_adapt_batch(m, x, 6, err));
-	STEP(4, nn_model_adapt_finish(m, err));
+	if (!sequence)
+	{
+		STEP(3, nn_model_adapt_batch(m, x, 6, err));
+		STEP(4, nn_model_adapt_finish(m, err));
+	}
 	STEP(5, nn_model_set_training(m, &o, NN_LOSS_SPARSE_CATEGORICAL_CE, cw, 3, err));
 	STEP(6, nn_model_train_batch(m, x, y, 6, &rng, &loss, &correct, err));
 	len = nn_model_serialized_size(m, true);
@@ -601,7 +810,7 @@ out:
 }
 
 static void
-test_every_allocation_failure(void **state)
+every_allocation_failure(bool sequence)
 {
 	nt_counter	c;
 	nn_alloc	a = nt_counter_alloc(&c, -1);
@@ -609,8 +818,7 @@ test_every_allocation_failure(void **state)
 	int			step;
 	long		total;
 
-	(void) state;
-	assert_ok(life(&a, &step, &err), &err);
+	assert_ok(life(&a, &step, &err, sequence), &err);
 	assert_int_equal(step, 0);
 	assert_int_equal(c.live_bytes, 0);
 	assert_int_equal(c.allocs, c.frees);
@@ -622,7 +830,7 @@ test_every_allocation_failure(void **state)
 
 		a = nt_counter_alloc(&c, k);
 		memset(&err, 0, sizeof(err));
-		st = life(&a, &step, &err);
+		st = life(&a, &step, &err, sequence);
 		if (c.failed != 1)
 			fail_msg("allocation %ld of %ld was never made", k, total);
 		if (st != NN_ERR_MEMORY)
@@ -640,6 +848,21 @@ test_every_allocation_failure(void **state)
 				  total);
 }
 
+static void
+test_every_allocation_failure(void **state)
+{
+	(void) state;
+	every_allocation_failure(false);
+}
+
+/* The same with embedding, lstm, batchnorm and gru layers. */
+static void
+test_every_allocation_failure_sequence(void **state)
+{
+	(void) state;
+	every_allocation_failure(true);
+}
+
 int
 main(void)
 {
@@ -648,6 +871,8 @@ main(void)
 		cmocka_unit_test(test_initialisation),
 		cmocka_unit_test(test_normalize_param_count),
 		cmocka_unit_test(test_spec_defaults),
+		cmocka_unit_test(test_sequence_param_counts),
+		cmocka_unit_test(test_sequence_init),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_bad_specs),
 		cmocka_unit_test(test_create_over_budget),
@@ -655,6 +880,7 @@ main(void)
 		cmocka_unit_test(test_prepare_over_budget),
 		cmocka_unit_test(test_prepare_overflow_without_weights),
 		cmocka_unit_test(test_every_allocation_failure),
+		cmocka_unit_test(test_every_allocation_failure_sequence),
 	};
 
 	return NT_RUN(tests);

@@ -14,6 +14,10 @@
  *   loss                   1e-6 absolute + 1e-5 relative
  *   input and weight grads 1e-5 absolute + 1e-4 relative
  *   optimizer weights      1e-6 absolute + 1e-5 relative, after each of 3 steps
+ * The recurrent layers (torch.nn.RNN/LSTM/GRU with Keras's gate order mapped
+ * on, also the recurrent-kernel gradient), training-mode batchnorm (also
+ * Keras's moving averages and the inference output with them) and
+ * embedding (exact rows, table gradient) use the same tolerances.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -309,7 +313,7 @@ test_header(void **state)
 	assert_non_null(fgets(line, sizeof(line), f));
 	fclose(f);
 	assert_string_equal(line, FX_VERSION_LINE "\n");
-	assert_true(n_cases >= 49);
+	assert_true(n_cases >= 62);
 }
 
 static void
@@ -534,6 +538,186 @@ test_optimizers(void **state)
 	}
 }
 
+
+/* ---------- recurrent layers, batchnorm, embedding ---------- */
+
+/* simple_rnn, lstm, gru: forward, loss, dx, kernel/recurrent/bias grads. */
+static void
+test_recurrent(void **state)
+{
+	static const struct
+	{
+		const char *name;
+		nn_layer_kind kind;
+	}			rc[] = {
+		{"simple_rnn", NN_LAYER_SIMPLE_RNN},
+		{"simple_rnn_seq_nobias", NN_LAYER_SIMPLE_RNN},
+		{"lstm", NN_LAYER_LSTM},
+		{"lstm_seq_batch1", NN_LAYER_LSTM},
+		{"lstm_t1", NN_LAYER_LSTM},
+		{"gru", NN_LAYER_GRU},
+		{"gru_seq_nobias", NN_LAYER_GRU},
+		{"gru_t1_batch1", NN_LAYER_GRU},
+	};
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(rc) / sizeof(rc[0]); i++)
+	{
+		const fx_case *c = fx_get(rc[i].name);
+		bool		bias = fx_int(c, "bias");
+		nn_layer_spec l[1];
+		nn_model_spec spec;
+		nn_model   *m;
+		grad_ref	g = {0, "dkernel", bias ? "dbias" : NULL};
+		int64_t		ro,
+					rl;
+		const double *rv;
+
+		l[0] = nt_rnn(rc[i].kind, fx_int(c, "units"), fx_int(c, "seq"));
+		l[0].use_bias = bias;
+		spec = nt_spec(2, fx_int(c, "T"), fx_int(c, "F"), 0, l, 1);
+		m = nt_create(&spec, 1);
+		set_layer(m, 0, c, "kernel", bias ? "bias" : NULL);
+		nn_model_layer_recurrent(m, 0, &ro, &rl);
+		rv = fx_t(c, "recurrent", rl);
+		for (int64_t j = 0; j < rl; j++)
+			nn_model_params(m)[ro + j] = (float) rv[j];
+		check_case(m, c, fx_int(c, "B"), NN_LOSS_MSE, NULL, 0, &g, 1);
+		assert_close_fd(lbl(c, "drecurrent"), nn_model_grads(m) + ro,
+						fx_t(c, "drecurrent", rl), rl, 1e-5, 1e-4);
+		nn_model_free(m);
+	}
+}
+
+/*
+ * batchnorm in training mode (batch statistics, full backward), Keras's
+ * moving averages after the step, and inference with them.
+ */
+static void
+test_batchnorm_torch(void **state)
+{
+	const char *names[] = {"batchnorm_flat", "batchnorm_image", "batchnorm_seq"};
+
+	(void) state;
+	for (int i = 0; i < 3; i++)
+	{
+		const fx_case *c = fx_get(names[i]);
+		int32_t		B = fx_int(c, "B");
+		nn_layer_spec l[1];
+		nn_model_spec spec;
+		nn_model   *m;
+		size_t		in;
+		float	   *x,
+				   *t,
+				   *y,
+				   *dx;
+		int64_t		ko,
+					kl,
+					bo,
+					bl,
+					correct = 0;
+		int32_t		C;
+		double		loss = 0;
+		nn_error	err;
+		nn_optimizer_spec o;
+		const float *st;
+
+		l[0] = nt_plain(NN_LAYER_BATCHNORM);
+		if (i == 1)
+			l[0].momentum = 0.9f;
+		if (i == 2)
+			l[0].epsilon = 0.01f;
+		spec = nt_spec(fx_int(c, "rank"), fx_int(c, "d0"), fx_int(c, "d1"),
+					   fx_int(c, "d2"), l, 1);
+		m = nt_create(&spec, 1);
+		in = nn_model_input_size(m);
+		x = fx_f(c, "x", B * in);
+		t = fx_f(c, "target", B * in);
+		y = nt_xmalloc(sizeof(float) * B * in);
+		dx = nt_xmalloc(sizeof(float) * B * in);
+		set_layer(m, 0, c, "gamma", "beta");
+		nn_optimizer_spec_init(&o, NN_OPT_SGD, 0.01f);
+		assert_ok(nn_model_set_training(m, &o, NN_LOSS_MSE, NULL, 0, &err), &err);
+		assert_ok(nn_model_prepare(m, B, true, 0, &err), &err);
+		assert_ok(nn_model_compute_gradients(m, dx, x, t, B, NULL, &loss,
+											 &correct, &err), &err);
+		assert_scalar_close(lbl(c, "loss"), loss / B, fx_t(c, "loss", 1)[0],
+							1e-6, 1e-5);
+		assert_close_fd(lbl(c, "dx"), dx, fx_t(c, "dx", B * in), B * in, 1e-5,
+						1e-4);
+		nn_model_layer_params(m, 0, &ko, &kl, &bo, &bl);
+		assert_close_fd(lbl(c, "dgamma"), nn_model_grads(m) + ko,
+						fx_t(c, "dgamma", kl), kl, 1e-5, 1e-4);
+		assert_close_fd(lbl(c, "dbeta"), nn_model_grads(m) + bo,
+						fx_t(c, "dbeta", bl), bl, 1e-5, 1e-4);
+		st = nn_model_layer_state(m, 0, &C);
+		assert_int_equal(C, fx_int(c, "C"));
+		assert_close_fd(lbl(c, "moving mean"), st, fx_t(c, "moving_mean", C), C,
+						1e-6, 1e-5);
+		assert_close_fd(lbl(c, "moving variance"), st + C,
+						fx_t(c, "moving_var", C), C, 1e-6, 1e-5);
+		assert_ok(nn_model_predict(m, y, x, B, &err), &err);
+		assert_close_fd(lbl(c, "inference"), y, fx_t(c, "y_infer", B * in),
+						B * in, 1e-5, 1e-5);
+		nn_model_free(m);
+		free(x);
+		free(t);
+		free(y);
+		free(dx);
+	}
+}
+
+/* embedding: looked-up rows, loss and the scattered table gradient. */
+static void
+test_embedding_torch(void **state)
+{
+	const char *names[] = {"embedding", "embedding_batch1"};
+
+	(void) state;
+	for (int i = 0; i < 2; i++)
+	{
+		const fx_case *c = fx_get(names[i]);
+		int32_t		B = fx_int(c, "B"),
+					T = fx_int(c, "T"),
+					D = fx_int(c, "output_dim");
+		nn_layer_spec l[] = {nt_embedding(fx_int(c, "input_dim"), D)};
+		nn_model_spec spec = nt_spec(1, T, 0, 0, l, 1);
+		nn_model   *m = nt_create(&spec, 1);
+		float	   *x = fx_f(c, "x", B * T);
+		float	   *t = fx_f(c, "target", B * T * D);
+		float	   *y = nt_xmalloc(sizeof(float) * B * T * D);
+		double		loss = 0;
+		int64_t		correct = 0,
+					ko,
+					kl,
+					bo,
+					bl;
+		nn_error	err;
+		nn_optimizer_spec o;
+
+		set_layer(m, 0, c, "kernel", NULL);
+		assert_ok(nn_model_prepare(m, B, false, 0, &err), &err);
+		assert_ok(nn_model_predict(m, y, x, B, &err), &err);
+		/* exact rows, up to the fixture's 10 printed digits */
+		assert_close_fd(lbl(c, "forward"), y, fx_t(c, "y", B * T * D), B * T * D,
+						1e-10, 1e-8);
+		nn_optimizer_spec_init(&o, NN_OPT_SGD, 0.01f);
+		assert_ok(nn_model_set_training(m, &o, NN_LOSS_MSE, NULL, 0, &err), &err);
+		assert_ok(nn_model_prepare(m, B, true, 0, &err), &err);
+		assert_ok(nn_model_compute_gradients(m, NULL, x, t, B, NULL, &loss,
+											 &correct, &err), &err);
+		assert_scalar_close(lbl(c, "loss"), loss / B, fx_t(c, "loss", 1)[0],
+							1e-6, 1e-5);
+		nn_model_layer_params(m, 0, &ko, &kl, &bo, &bl);
+		assert_close_fd(lbl(c, "dkernel"), nn_model_grads(m) + ko,
+						fx_t(c, "dkernel", kl), kl, 1e-6, 1e-4);
+		nn_model_free(m);
+		free(x);
+		free(t);
+		free(y);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -546,6 +730,9 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_losses),
 		cmocka_unit_test(test_cnn_end_to_end),
 		cmocka_unit_test(test_optimizers),
+		cmocka_unit_test(test_recurrent),
+		cmocka_unit_test(test_batchnorm_torch),
+		cmocka_unit_test(test_embedding_torch),
 	};
 	const char *dir = getenv("NNPG_FIXTURES");
 	int			rc;
