@@ -401,57 +401,73 @@ conv_chunk(const nn_layer *l, int32_t n)
 	return (int32_t) ((n + nchunks - 1) / nchunks);
 }
 
+/* Geometry of a conv2d or pooling window over (H, W, C) input. */
+typedef struct window
+{
+	int32_t		H,
+				W,
+				C;				/* input */
+	int32_t		OH,
+				OW;				/* output */
+	int32_t		KH,
+				KW;				/* kernel or pool size */
+	int32_t		SH,
+				SW;				/* strides */
+} window;
+
+static inline window
+window_of(const nn_layer *l)
+{
+	window		g = {l->in_shape[0], l->in_shape[1], l->in_shape[2],
+		l->out_shape[0], l->out_shape[1], l->spec.kernel[0], l->spec.kernel[1],
+	l->spec.strides[0], l->spec.strides[1]};
+
+	return g;
+}
+
 /* Expand samples [b0, b1) of (B, H, W, C) into col rows (OH*OW, KH*KW*C). */
 static void
 im2col(float *col, const float *x, const nn_layer *l, int32_t b0, int32_t b1)
 {
-	int32_t		H = l->in_shape[0],
-				W = l->in_shape[1],
-				C = l->in_shape[2];
-	int32_t		OH = l->out_shape[0],
-				OW = l->out_shape[1];
-	int32_t		KH = l->spec.kernel[0],
-				KW = l->spec.kernel[1];
-	int32_t		SH = l->spec.strides[0],
-				SW = l->spec.strides[1];
-	size_t		rowlen = (size_t) KW * C;
+	const window g = window_of(l);
+	size_t		rowlen = (size_t) g.KW * g.C;
 
 	for (int32_t b = b0; b < b1; b++)
 	{
-		const float *xb = x + (size_t) b * H * W * C;
+		const float *xb = x + (size_t) b * g.H * g.W * g.C;
 
-		for (int32_t oh = 0; oh < OH; oh++)
-			for (int32_t ow = 0; ow < OW; ow++)
+		for (int32_t oh = 0; oh < g.OH; oh++)
+			for (int32_t ow = 0; ow < g.OW; ow++)
 			{
-				int32_t		iw0 = ow * SW - l->pad_left;
-				bool		inside = iw0 >= 0 && iw0 + KW <= W;
+				int32_t		iw0 = ow * g.SW - l->pad_left;
+				bool		inside = iw0 >= 0 && iw0 + g.KW <= g.W;
 
-				for (int32_t kh = 0; kh < KH; kh++)
+				for (int32_t kh = 0; kh < g.KH; kh++)
 				{
-					int32_t		ih = oh * SH - l->pad_top + kh;
+					int32_t		ih = oh * g.SH - l->pad_top + kh;
 
-					if (ih < 0 || ih >= H)
+					if (ih < 0 || ih >= g.H)
 						for (size_t j = 0; j < rowlen; j++)
 							col[j] = 0.0f;
 					else if (inside)
 					{
-						const float *src = xb + ((size_t) ih * W + iw0) * C;
+						const float *src = xb + ((size_t) ih * g.W + iw0) * g.C;
 
 						for (size_t j = 0; j < rowlen; j++)
 							col[j] = src[j];
 					}
 					else
-						for (int32_t kw = 0; kw < KW; kw++)
+						for (int32_t kw = 0; kw < g.KW; kw++)
 						{
 							int32_t		iw = iw0 + kw;
-							float	   *dst = col + (size_t) kw * C;
+							float	   *dst = col + (size_t) kw * g.C;
 
-							if (iw < 0 || iw >= W)
-								for (int32_t c = 0; c < C; c++)
+							if (iw < 0 || iw >= g.W)
+								for (int32_t c = 0; c < g.C; c++)
 									dst[c] = 0.0f;
 							else
-								for (int32_t c = 0; c < C; c++)
-									dst[c] = xb[((size_t) ih * W + iw) * C + c];
+								for (int32_t c = 0; c < g.C; c++)
+									dst[c] = xb[((size_t) ih * g.W + iw) * g.C + c];
 						}
 					col += rowlen;
 				}
@@ -463,40 +479,32 @@ im2col(float *col, const float *x, const nn_layer *l, int32_t b0, int32_t b1)
 static void
 col2im(float *dx, const float *col, const nn_layer *l, int32_t b0, int32_t b1)
 {
-	int32_t		H = l->in_shape[0],
-				W = l->in_shape[1],
-				C = l->in_shape[2];
-	int32_t		OH = l->out_shape[0],
-				OW = l->out_shape[1];
-	int32_t		KH = l->spec.kernel[0],
-				KW = l->spec.kernel[1];
-	int32_t		SH = l->spec.strides[0],
-				SW = l->spec.strides[1];
+	const window g = window_of(l);
 
 	memset(dx + (size_t) b0 * l->in_size, 0,
 		   sizeof(float) * l->in_size * (b1 - b0));
 	for (int32_t b = b0; b < b1; b++)
 	{
-		float	   *xb = dx + (size_t) b * H * W * C;
+		float	   *xb = dx + (size_t) b * g.H * g.W * g.C;
 
-		for (int32_t oh = 0; oh < OH; oh++)
-			for (int32_t ow = 0; ow < OW; ow++)
-				for (int32_t kh = 0; kh < KH; kh++)
+		for (int32_t oh = 0; oh < g.OH; oh++)
+			for (int32_t ow = 0; ow < g.OW; ow++)
+				for (int32_t kh = 0; kh < g.KH; kh++)
 				{
-					int32_t		ih = oh * SH - l->pad_top + kh;
+					int32_t		ih = oh * g.SH - l->pad_top + kh;
 
-					for (int32_t kw = 0; kw < KW; kw++)
+					for (int32_t kw = 0; kw < g.KW; kw++)
 					{
-						int32_t		iw = ow * SW - l->pad_left + kw;
+						int32_t		iw = ow * g.SW - l->pad_left + kw;
 
-						if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+						if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
 						{
-							float	   *d = xb + ((size_t) ih * W + iw) * C;
+							float	   *d = xb + ((size_t) ih * g.W + iw) * g.C;
 
-							for (int32_t c = 0; c < C; c++)
+							for (int32_t c = 0; c < g.C; c++)
 								d[c] += col[c];
 						}
-						col += C;
+						col += g.C;
 					}
 				}
 	}
@@ -649,63 +657,55 @@ conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 static void
 pool_forward(nn_layer *l, const float *x, int32_t n)
 {
-	int32_t		H = l->in_shape[0],
-				W = l->in_shape[1],
-				C = l->in_shape[2];
-	int32_t		OH = l->out_shape[0],
-				OW = l->out_shape[1];
-	int32_t		KH = l->spec.kernel[0],
-				KW = l->spec.kernel[1];
-	int32_t		SH = l->spec.strides[0],
-				SW = l->spec.strides[1];
+	const window g = window_of(l);
 	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
 #pragma omp parallel for schedule(static) \
-	if (par((double) n * l->out_size * KH * KW, n))
+	if (par((double) n * l->out_size * g.KH * g.KW, n))
 	for (int32_t b = 0; b < n; b++)
 	{
 		const float *xb = x + (size_t) b * l->in_size;
 
-		for (int32_t oh = 0; oh < OH; oh++)
+		for (int32_t oh = 0; oh < g.OH; oh++)
 		{
-			int32_t		h0 = oh * SH - l->pad_top;
-			int32_t		h1 = h0 + KH;
+			int32_t		h0 = oh * g.SH - l->pad_top;
+			int32_t		h1 = h0 + g.KH;
 
 			h0 = h0 < 0 ? 0 : h0;
-			h1 = h1 > H ? H : h1;
-			for (int32_t ow = 0; ow < OW; ow++)
+			h1 = h1 > g.H ? g.H : h1;
+			for (int32_t ow = 0; ow < g.OW; ow++)
 			{
-				int32_t		w0 = ow * SW - l->pad_left;
-				int32_t		w1 = w0 + KW;
-				size_t		o = (((size_t) b * OH + oh) * OW + ow) * C;
+				int32_t		w0 = ow * g.SW - l->pad_left;
+				int32_t		w1 = w0 + g.KW;
+				size_t		o = (((size_t) b * g.OH + oh) * g.OW + ow) * g.C;
 				float	   *restrict y = l->ybuf + o;
 				int32_t    *restrict am = l->argmax ? l->argmax + o : NULL;
 				int32_t		first;
 
 				w0 = w0 < 0 ? 0 : w0;
-				w1 = w1 > W ? W : w1;
+				w1 = w1 > g.W ? g.W : w1;
 				/* channels are contiguous: work on whole channel vectors */
-				first = (h0 * W + w0) * C;
-				for (int32_t c = 0; c < C; c++)
+				first = (h0 * g.W + w0) * g.C;
+				for (int32_t c = 0; c < g.C; c++)
 					y[c] = xb[first + c];
 				if (am)
-					for (int32_t c = 0; c < C; c++)
+					for (int32_t c = 0; c < g.C; c++)
 						am[c] = first + c;
 				for (int32_t ih = h0; ih < h1; ih++)
 					for (int32_t iw = w0; iw < w1; iw++)
 					{
-						int32_t		i = (ih * W + iw) * C;
+						int32_t		i = (ih * g.W + iw) * g.C;
 						const float *v = xb + i;
 
 						if (i == first)
 							continue;
 						if (!is_max)
-							for (int32_t c = 0; c < C; c++)
+							for (int32_t c = 0; c < g.C; c++)
 								y[c] += v[c];
 						else if (am)
 						{
 							/* branch-free so that it vectorizes */
-							for (int32_t c = 0; c < C; c++)
+							for (int32_t c = 0; c < g.C; c++)
 							{
 								int32_t		gt = v[c] > y[c];
 
@@ -714,14 +714,14 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 							}
 						}
 						else
-							for (int32_t c = 0; c < C; c++)
+							for (int32_t c = 0; c < g.C; c++)
 								y[c] = v[c] > y[c] ? v[c] : y[c];
 					}
 				if (!is_max)
 				{
 					float		inv = 1.0f / (float) ((h1 - h0) * (w1 - w0));
 
-					for (int32_t c = 0; c < C; c++)
+					for (int32_t c = 0; c < g.C; c++)
 						y[c] *= inv;
 				}
 			}
@@ -732,19 +732,11 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 static void
 pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 {
-	int32_t		H = l->in_shape[0],
-				W = l->in_shape[1],
-				C = l->in_shape[2];
-	int32_t		OH = l->out_shape[0],
-				OW = l->out_shape[1];
-	int32_t		KH = l->spec.kernel[0],
-				KW = l->spec.kernel[1];
-	int32_t		SH = l->spec.strides[0],
-				SW = l->spec.strides[1];
+	const window g = window_of(l);
 	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
 #pragma omp parallel for schedule(static) \
-	if (par((double) n * l->out_size * KH * KW, n))
+	if (par((double) n * l->out_size * g.KH * g.KW, n))
 	for (int32_t b = 0; b < n; b++)
 	{
 		float	   *db = dx + (size_t) b * l->in_size;
@@ -759,30 +751,30 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 				db[ab[o]] += gb[o];
 			continue;
 		}
-		for (int32_t oh = 0; oh < OH; oh++)
+		for (int32_t oh = 0; oh < g.OH; oh++)
 		{
-			int32_t		h0 = oh * SH - l->pad_top;
-			int32_t		h1 = h0 + KH;
+			int32_t		h0 = oh * g.SH - l->pad_top;
+			int32_t		h1 = h0 + g.KH;
 
 			h0 = h0 < 0 ? 0 : h0;
-			h1 = h1 > H ? H : h1;
-			for (int32_t ow = 0; ow < OW; ow++)
+			h1 = h1 > g.H ? g.H : h1;
+			for (int32_t ow = 0; ow < g.OW; ow++)
 			{
-				int32_t		w0 = ow * SW - l->pad_left;
-				int32_t		w1 = w0 + KW;
-				const float *g = gb + ((size_t) oh * OW + ow) * C;
+				int32_t		w0 = ow * g.SW - l->pad_left;
+				int32_t		w1 = w0 + g.KW;
+				const float *go = gb + ((size_t) oh * g.OW + ow) * g.C;
 				float		inv;
 
 				w0 = w0 < 0 ? 0 : w0;
-				w1 = w1 > W ? W : w1;
+				w1 = w1 > g.W ? g.W : w1;
 				inv = 1.0f / (float) ((h1 - h0) * (w1 - w0));
 				for (int32_t ih = h0; ih < h1; ih++)
 					for (int32_t iw = w0; iw < w1; iw++)
 					{
-						float	   *d = db + ((size_t) ih * W + iw) * C;
+						float	   *d = db + ((size_t) ih * g.W + iw) * g.C;
 
-						for (int32_t c = 0; c < C; c++)
-							d[c] += g[c] * inv;
+						for (int32_t c = 0; c < g.C; c++)
+							d[c] += go[c] * inv;
 					}
 			}
 		}
