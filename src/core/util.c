@@ -79,10 +79,10 @@ free_hook(void *ctx, void *p)
 const nn_alloc nn_malloc_alloc = {malloc_hook, free_hook, NULL};
 
 /*
- * Every core buffer starts on a cache line: the caller's allocator promises
- * less (palloc gives 8 bytes), and the GEMM and element-wise loops were seen
- * to run up to 1.7x slower from one run to the next on unaligned buffers.
- * The pointer the hook returned is kept just below the aligned block.
+ * Every core buffer starts on a cache line, whatever the caller's allocator
+ * promises (palloc gives 8 bytes), so that vector loads in the element-wise
+ * loops never straddle two lines.  The pointer the hook returned is kept
+ * just below the aligned block.
  */
 #define NN_ALIGN 64
 
