@@ -379,8 +379,8 @@ nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
 #define PAR_MIN_WORK ((double) (1 << 20))
 
 /* Is work of this size worth the thread team? */
-static inline bool
-par(double work, int32_t pieces)
+bool
+nn_par(double work, int32_t pieces)
 {
 	return pieces > 1 && work >= PAR_MIN_WORK;
 }
@@ -535,8 +535,8 @@ finish_rows(const nn_layer *l, float *y, float *logits, const float *b,
 }
 
 /* Rows [r0, r1) of samples [0, n) split evenly over the team. */
-static void
-thread_rows(int32_t n, int32_t *r0, int32_t *r1)
+void
+nn_thread_rows(int32_t n, int32_t *r0, int32_t *r1)
 {
 #ifdef _OPENMP
 	int			t = omp_get_thread_num(),
@@ -550,20 +550,6 @@ thread_rows(int32_t n, int32_t *r0, int32_t *r1)
 	*r1 = (int32_t) ((int64_t) n * (t + 1) / nt);
 }
 
-/* par() for the other files of the core. */
-bool
-nn_par(double work, int32_t pieces)
-{
-	return par(work, pieces);
-}
-
-/* thread_rows() for the other files of the core (inside a parallel region). */
-void
-nn_thread_rows(int32_t n, int32_t *r0, int32_t *r1)
-{
-	thread_rows(n, r0, r1);
-}
-
 /*
  * Parameter gradients of a GEMM layer: dW (K, F) = X^T (M, K)^T dZ (M, F)
  * and db = column sums of dZ, each thread taking a band of the F columns.
@@ -575,12 +561,12 @@ weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
 	float	   *dw = m->grads + l->w_off;
 	float	   *db = l->b_len ? m->grads + l->b_off : NULL;
 
-#pragma omp parallel if (par((double) K * F * M, F))
+#pragma omp parallel if (nn_par((double) K * F * M, F))
 	{
 		int32_t		f0,
 					f1;
 
-		thread_rows(F, &f0, &f1);
+		nn_thread_rows(F, &f0, &f1);
 		if (f1 > f0)
 		{
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
@@ -609,12 +595,12 @@ dense_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	int			K = (int) l->in_size,
 				U = l->spec.units;
 
-#pragma omp parallel if (par((double) n * K * U, n))
+#pragma omp parallel if (nn_par((double) n * K * U, n))
 	{
 		int32_t		r0,
 					r1;
 
-		thread_rows(n, &r0, &r1);
+		nn_thread_rows(n, &r0, &r1);
 		if (r1 > r0)
 		{
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
@@ -639,7 +625,7 @@ conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	int32_t		nchunks = (n + chunk - 1) / chunk;
 
 #pragma omp parallel for schedule(dynamic) \
-	if (par((double) n * per * K * F, nchunks))
+	if (nn_par((double) n * per * K * F, nchunks))
 	for (int32_t c = 0; c < nchunks; c++)
 	{
 		int32_t		b0 = c * chunk;
@@ -664,7 +650,7 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
 #pragma omp parallel for schedule(dynamic) \
-	if (par((double) n * l->out_size * g.KH * g.KW, n))
+	if (nn_par((double) n * l->out_size * g.KH * g.KW, n))
 	for (int32_t b = 0; b < n; b++)
 	{
 		const float *xb = x + (size_t) b * l->in_size;
@@ -739,7 +725,7 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
 #pragma omp parallel for schedule(dynamic) \
-	if (par((double) n * l->out_size * g.KH * g.KW, n))
+	if (nn_par((double) n * l->out_size * g.KH * g.KW, n))
 	for (int32_t b = 0; b < n; b++)
 	{
 		float	   *db = dx + (size_t) b * l->in_size;
@@ -883,12 +869,12 @@ act_backward_rows(const nn_layer *l, float *dy, int32_t n)
 	size_t		k = l->out_shape[l->out_rank - 1];
 	size_t		rows_per = l->out_size / k;
 
-#pragma omp parallel if (par((double) n * l->out_size, n))
+#pragma omp parallel if (nn_par((double) n * l->out_size, n))
 	{
 		int32_t		r0,
 					r1;
 
-		thread_rows(n, &r0, &r1);
+		nn_thread_rows(n, &r0, &r1);
 		if (r1 > r0)
 		{
 			size_t		off = (size_t) r0 * l->out_size;
@@ -927,12 +913,12 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 
 				weight_grads(m, l, l->x, dy, K, U, (size_t) n);
 				if (dx)
-#pragma omp parallel if (par((double) n * K * U, n))
+#pragma omp parallel if (nn_par((double) n * K * U, n))
 				{
 					int32_t		r0,
 								r1;
 
-					thread_rows(n, &r0, &r1);
+					nn_thread_rows(n, &r0, &r1);
 					if (r1 > r0)
 						cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
 									r1 - r0, K, U, 1.0f, dy + (size_t) r0 * U, U,
@@ -952,7 +938,7 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 				weight_grads(m, l, l->col, dy, K, F, (size_t) n * per);
 				if (dx)
 #pragma omp parallel for schedule(dynamic) \
-	if (par((double) n * per * K * F, nchunks))
+	if (nn_par((double) n * per * K * F, nchunks))
 					for (int32_t c = 0; c < nchunks; c++)
 					{
 						int32_t		b0 = c * chunk;
