@@ -158,6 +158,7 @@ nn_layer_infer(nn_layer *l, int index, nn_error *err)
 						FAIL("layer %d (conv2d): kernel size overflows", no);
 					l->w_len = (int64_t) k;
 					l->b_len = s->use_bias ? s->filters : 0;
+					l->wino = nn_wino_fits(l);
 				}
 				break;
 			}
@@ -553,6 +554,7 @@ nn_thread_rows(int32_t n, int32_t *r0, int32_t *r1)
 /*
  * Parameter gradients of a GEMM layer: dW (K, F) = X^T (M, K)^T dZ (M, F)
  * and db = column sums of dZ, each thread taking a band of the F columns.
+ * X NULL: only db (Winograd computes dW itself).
  */
 static void
 weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
@@ -569,9 +571,10 @@ weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
 		nn_thread_rows(F, &f0, &f1);
 		if (f1 > f0)
 		{
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-						K, f1 - f0, (int) M, 1.0f, X, K, dz + f0, F, 0.0f,
-						dw + f0, F);
+			if (X)
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+							K, f1 - f0, (int) M, 1.0f, X, K, dz + f0, F, 0.0f,
+							dw + f0, F);
 			if (db)
 			{
 				for (int32_t f = f0; f < f1; f++)
@@ -623,6 +626,17 @@ conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	int			F = l->spec.filters;
 	int32_t		chunk = conv_chunk(l, n);
 	int32_t		nchunks = (n + chunk - 1) / chunk;
+
+	if (l->wino)
+	{
+		nn_wino_forward(m, l, x, n);
+#pragma omp parallel for if (nn_par((double) n * per * F * 4, n))
+		for (int32_t i = 0; i < n; i++)
+			finish_rows(l, l->ybuf + (size_t) i * l->out_size,
+						l->logits ? l->logits + (size_t) i * l->out_size : NULL,
+						NULL, per, F);
+		return;
+	}
 
 #pragma omp parallel for schedule(dynamic) \
 	if (nn_par((double) n * per * K * F, nchunks))
@@ -935,6 +949,12 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 				int32_t		chunk = conv_chunk(l, n);
 				int32_t		nchunks = (n + chunk - 1) / chunk;
 
+				if (l->wino)
+				{
+					nn_wino_backward(m, l, dx, dy, n);
+					weight_grads(m, l, NULL, dy, K, F, (size_t) n * per);
+					break;
+				}
 				weight_grads(m, l, l->col, dy, K, F, (size_t) n * per);
 				if (dx)
 #pragma omp parallel for schedule(dynamic) \
@@ -1019,6 +1039,8 @@ nn_layer_work_size(const nn_layer *l, bool training)
 		case NN_LAYER_LSTM:
 		case NN_LAYER_GRU:
 			return nn_rnn_work_size(l, training);
+		case NN_LAYER_CONV2D:
+			return l->wino ? nn_wino_work_size(l) : 0;
 		default:
 			return 0;
 	}

@@ -156,7 +156,8 @@ free_buffers(nn_model *m)
 		nn_free_bytes(a, l->argmax);
 		nn_free_bytes(a, l->mask);
 		nn_free_bytes(a, l->work);
-		l->ybuf = l->logits = l->col = l->mask = l->work = NULL;
+		nn_free_bytes(a, l->wt);
+		l->ybuf = l->logits = l->col = l->mask = l->work = l->wt = NULL;
 		l->argmax = NULL;
 	}
 	nn_free_bytes(a, m->dbuf[0]);
@@ -442,10 +443,12 @@ add_buffer(size_t *total, size_t count, size_t elem, int32_t batch)
 		nn_size_add(total, *total, b);
 }
 
-/* Per-sample im2col floats of a conv2d layer. */
+/* Per-sample im2col (or Winograd input) floats of a conv2d layer. */
 static size_t
 col_size(const nn_layer *l)
 {
+	if (l->wino)
+		return nn_wino_col_size(l);
 	return (size_t) l->out_shape[0] * l->out_shape[1] *
 		l->spec.kernel[0] * l->spec.kernel[1] * l->in_shape[2];
 }
@@ -481,6 +484,9 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 			ok = add_buffer(&total, l->out_size, sizeof(float), B);
 		if (ok && l->spec.kind == NN_LAYER_CONV2D)
 			ok = add_buffer(&total, col_size(l), sizeof(float), B);
+		if (ok && l->wino)
+			ok = add_buffer(&total, nn_wino_kernel_size(l, training),
+							sizeof(float), 1);
 		if (ok && training && (l->spec.kind == NN_LAYER_MAXPOOL2D ||
 							   l->spec.kind == NN_LAYER_GLOBAL_MAXPOOL))
 			ok = add_buffer(&total, l->out_size, sizeof(int32_t), B);
@@ -514,6 +520,9 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 			ok = (l->ybuf = nn_alloc_bytes(a, sizeof(float) * l->out_size * B)) != NULL;
 		if (ok && l->spec.kind == NN_LAYER_CONV2D)
 			ok = (l->col = nn_alloc_bytes(a, sizeof(float) * col_size(l) * B)) != NULL;
+		if (ok && l->wino)
+			ok = (l->wt = nn_alloc_bytes(a, sizeof(float) *
+										 nn_wino_kernel_size(l, training))) != NULL;
 		if (ok && training && (l->spec.kind == NN_LAYER_MAXPOOL2D ||
 							   l->spec.kind == NN_LAYER_GLOBAL_MAXPOOL))
 			ok = (l->argmax = nn_alloc_bytes(a, sizeof(int32_t) * l->out_size * B)) != NULL;

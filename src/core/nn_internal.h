@@ -12,6 +12,20 @@
 
 #include "nn.h"
 
+/*
+ * NN_SIMD on a function with hot loops: on x86-64 it is also compiled for
+ * AVX2 and FMA (x86-64-v3), and the dynamic loader picks the version the
+ * processor runs (GCC's and clang's function multi-versioning).  The rest
+ * of the core stays baseline x86-64; BLAS picks its own kernels.  Mark the
+ * function that holds the loops (not one with an OpenMP region in it), so
+ * that everything it inlines is compiled for the same target.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#define NN_SIMD __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define NN_SIMD
+#endif
+
 /* One layer of a built model. */
 typedef struct nn_layer
 {
@@ -43,7 +57,11 @@ typedef struct nn_layer
 	float	   *y;				/* output (B, out_size): own buffer or x */
 	float	   *ybuf;			/* own output buffer, NULL for identity layers */
 	float	   *logits;			/* last layer, softmax/sigmoid: pre-activation */
-	float	   *col;			/* conv2d: im2col (B*OH*OW, KH*KW*C) */
+	float	   *col;			/* conv2d: im2col (B*OH*OW, KH*KW*C), or
+								 * Winograd's transformed input */
+	bool		wino;			/* conv2d computed by winograd.c */
+	float	   *wt;				/* Winograd: transformed kernel (and its
+								 * gradient when training) */
 	int32_t    *argmax;			/* maxpool2d: (B, out_size) input offsets */
 	float	   *mask;			/* dropout: (B, in_size) scaled keep mask */
 	float	   *work;			/* B x nn_layer_work_size() floats, see there */
@@ -134,6 +152,15 @@ size_t		nn_rnn_work_size(const nn_layer *l, bool training);
 void		nn_rnn_forward(nn_model *m, nn_layer *l, const float *x, int32_t n);
 void		nn_rnn_backward(nn_model *m, nn_layer *l, float *dx, const float *dy,
 							int32_t n);
+
+/* 3x3 stride-1 conv2d by Winograd F(4x4, 3x3) (winograd.c) */
+bool		nn_wino_fits(const nn_layer *l);
+size_t		nn_wino_col_size(const nn_layer *l);	/* per sample */
+size_t		nn_wino_work_size(const nn_layer *l);	/* per sample */
+size_t		nn_wino_kernel_size(const nn_layer *l, bool training);
+void		nn_wino_forward(nn_model *m, nn_layer *l, const float *x, int32_t n);
+void		nn_wino_backward(nn_model *m, nn_layer *l, float *dx,
+							 const float *dz, int32_t n);
 
 /* batchnorm, embedding, global pools (norm.c) */
 void		nn_batchnorm_forward(nn_model *m, nn_layer *l, const float *x,

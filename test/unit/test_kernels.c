@@ -179,6 +179,52 @@ typedef struct conv_shape
 	bool		bias;
 } conv_shape;
 
+/*
+ * conv2d outputs against direct loops, each error measured against the
+ * output's scale: the sum of its terms' magnitudes, sum |x w| + |b| (the
+ * same convolution of absolute values), or 1 when that is smaller.  A long
+ * sum in float32 carries an error proportional to that scale, not to the
+ * result, which can be near 0 by cancellation; Winograd's transforms
+ * (winograd.c) multiply it by a small constant.
+ */
+static void
+check_conv_forward(const char *label, const float *y, const double *ry,
+				   const float *x, const float *w, const float *b,
+				   const conv_shape *s, size_t n)
+{
+	size_t		nx = (size_t) s->B * s->H * s->W * s->C,
+				nw = (size_t) s->KH * s->KW * s->C * s->F;
+	float	   *ax = nt_xmalloc(sizeof(float) * nx),
+			   *aw = nt_xmalloc(sizeof(float) * nw),
+			   *ab = nt_xmalloc(sizeof(float) * s->F),
+			   *yn = nt_xmalloc(sizeof(float) * n);
+	double	   *scale = nt_xmalloc(sizeof(double) * n),
+			   *rn = nt_xmalloc(sizeof(double) * n);
+
+	for (size_t i = 0; i < nx; i++)
+		ax[i] = fabsf(x[i]);
+	for (size_t i = 0; i < nw; i++)
+		aw[i] = fabsf(w[i]);
+	for (int32_t f = 0; f < s->F; f++)
+		ab[f] = b ? fabsf(b[f]) : 0.0f;
+	nt_naive_conv(scale, ax, aw, ab, s->B, s->H, s->W, s->C, s->F, s->KH,
+				  s->KW, s->SH, s->SW, s->same, NULL, NULL);
+	for (size_t i = 0; i < n; i++)
+	{
+		double		sc = scale[i] > 1.0 ? scale[i] : 1.0;
+
+		yn[i] = (float) (y[i] / sc);
+		rn[i] = ry[i] / sc;
+	}
+	assert_close_fd(label, yn, rn, n, 1e-5, 1e-5);
+	free(ax);
+	free(aw);
+	free(ab);
+	free(yn);
+	free(scale);
+	free(rn);
+}
+
 /* conv2d forward and backward of one shape against direct loops. */
 static void
 check_conv(const conv_shape *s)
@@ -253,7 +299,7 @@ check_conv(const conv_shape *s)
 			 "conv2d forward B=%d %dx%dx%d F=%d k=%dx%d s=%dx%d %s",
 			 s->B, s->H, s->W, s->C, s->F, s->KH, s->KW, s->SH, s->SW,
 			 s->same ? "same" : "valid");
-	assert_close_fd(label, y, ry, s->B * out, 1e-5, 1e-5);
+	check_conv_forward(label, y, ry, x, w, b, s, s->B * out);
 
 	/* backward: dW, db, dx by direct loops over every output */
 	nt_train_setup(m, NN_LOSS_MSE, NULL, 0, s->B);
@@ -329,6 +375,13 @@ test_conv_naive(void **state)
 		/* over 2^20 multiply-adds: chunks of 1 and of 8 samples on threads */
 		{9, 17, 16, 3, 24, 3, 3, 1, 1, true, true},
 		{61, 6, 6, 8, 32, 3, 3, 1, 1, true, true},
+		/* Winograd (3x3, stride 1, >= 8 channels): partial tiles, padding,
+		 * channel blocks with remainders, the seed CNN's second layer */
+		{3, 13, 13, 32, 16, 3, 3, 1, 1, false, true},
+		{2, 5, 5, 64, 8, 3, 3, 1, 1, false, true},
+		{2, 9, 7, 8, 5, 3, 3, 1, 1, true, false},
+		{3, 12, 12, 40, 33, 3, 3, 1, 1, true, true},
+		{64, 13, 13, 32, 64, 3, 3, 1, 1, false, true},
 	};
 
 	(void) state;

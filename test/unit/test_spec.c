@@ -701,7 +701,7 @@ test_prepare_over_budget(void **state)
 	assert_status(nn_model_prepare(m, INT32_MAX, true, (size_t) 1 << 30, &err),
 				  NN_ERR_LIMIT, &err);
 	assert_int_equal(c.attempts, before);
-	assert_ok(nn_model_prepare(m, 2, false, 1 << 20, &err), &err);
+	assert_ok(nn_model_prepare(m, 2, false, 4 << 20, &err), &err);
 	assert_ok(nn_model_predict(m, y, x, 1, &err), &err);
 	nn_model_free(m);
 	assert_int_equal(c.live_bytes, 0);
