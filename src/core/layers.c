@@ -551,6 +551,35 @@ nn_thread_rows(int32_t n, int32_t *r0, int32_t *r1)
 	*r1 = (int32_t) ((int64_t) n * (t + 1) / nt);
 }
 
+/* Columns of dZ that column_sums keeps in registers at once. */
+#define DB_COLS 32
+
+/*
+ * out (w) = column sums of the first w <= DB_COLS columns of z (M, ld),
+ * added row after row as a scalar loop would: the result does not depend
+ * on how the columns are split between threads.  The sums live in a local
+ * array that the compiler keeps in registers, not in out.
+ */
+static void
+column_sums(float *restrict out, const float *restrict z, int32_t w,
+			size_t ld, size_t M)
+{
+	float		acc[DB_COLS];
+
+	for (int32_t j = 0; j < w; j++)
+		acc[j] = 0.0f;
+	if (w == DB_COLS)
+		for (size_t r = 0; r < M; r++)
+			for (int32_t j = 0; j < DB_COLS; j++)
+				acc[j] += z[r * ld + j];
+	else
+		for (size_t r = 0; r < M; r++)
+			for (int32_t j = 0; j < w; j++)
+				acc[j] += z[r * ld + j];
+	for (int32_t j = 0; j < w; j++)
+		out[j] = acc[j];
+}
+
 /*
  * Parameter gradients of a GEMM layer: dW (K, F) = X^T (M, K)^T dZ (M, F)
  * and db = column sums of dZ, each thread taking a band of the F columns.
@@ -576,17 +605,9 @@ weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
 							K, f1 - f0, (int) M, 1.0f, X, K, dz + f0, F, 0.0f,
 							dw + f0, F);
 			if (db)
-			{
-				for (int32_t f = f0; f < f1; f++)
-					db[f] = 0.0f;
-				for (size_t r = 0; r < M; r++)
-				{
-					const float *zr = dz + r * F;
-
-					for (int32_t f = f0; f < f1; f++)
-						db[f] += zr[f];
-				}
-			}
+				for (int32_t f = f0; f < f1; f += DB_COLS)
+					column_sums(db + f, dz + f,
+								f1 - f < DB_COLS ? f1 - f : DB_COLS, F, M);
 		}
 	}
 }
@@ -657,6 +678,38 @@ conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	}
 }
 
+/*
+ * Maxpool of one full 2x2 window, the common case: the generic loop of
+ * pool_forward with its four cells (at i0 in xb (H, W, C), row stride
+ * ws = W * C) unrolled, so that maxima and offsets stay in registers.
+ */
+static inline void
+max_2x2(float *restrict y, int32_t *restrict am, const float *restrict xb,
+		int32_t i0, int32_t ws, int32_t C)
+{
+	const int32_t cell[4] = {i0, i0 + C, i0 + ws, i0 + ws + C};
+
+	for (int32_t c = 0; c < C; c++)
+	{
+		float		m = xb[i0 + c];
+		int32_t		a = i0 + c;
+
+		for (int k = 1; k < 4; k++)
+		{
+			float		v = xb[cell[k] + c];
+			int32_t		gt = v > m;
+
+			/* first maximum wins; branch-free so that it vectorizes */
+			m = v > m ? v : m;
+			a += gt * (cell[k] + c - a);
+		}
+		y[c] = m;
+		if (am)
+			am[c] = a;
+	}
+}
+
+/* Pool x (B, H, W, C) into (B, OH, OW, C); maxpool fills l->argmax if kept. */
 static void
 pool_forward(nn_layer *l, const float *x, int32_t n)
 {
@@ -668,6 +721,8 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 	for (int32_t b = 0; b < n; b++)
 	{
 		const float *xb = x + (size_t) b * l->in_size;
+		/* private, so that stores through y and am cannot alias it */
+		const int32_t C = g.C;
 
 		for (int32_t oh = 0; oh < g.OH; oh++)
 		{
@@ -688,27 +743,32 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 				w0 = w0 < 0 ? 0 : w0;
 				w1 = w1 > g.W ? g.W : w1;
 				/* channels are contiguous: work on whole channel vectors */
-				first = (h0 * g.W + w0) * g.C;
-				for (int32_t c = 0; c < g.C; c++)
+				first = (h0 * g.W + w0) * C;
+				if (is_max && h1 - h0 == 2 && w1 - w0 == 2)
+				{
+					max_2x2(y, am, xb, first, g.W * C, C);
+					continue;
+				}
+				for (int32_t c = 0; c < C; c++)
 					y[c] = xb[first + c];
 				if (am)
-					for (int32_t c = 0; c < g.C; c++)
+					for (int32_t c = 0; c < C; c++)
 						am[c] = first + c;
 				for (int32_t ih = h0; ih < h1; ih++)
 					for (int32_t iw = w0; iw < w1; iw++)
 					{
-						int32_t		i = (ih * g.W + iw) * g.C;
+						int32_t		i = (ih * g.W + iw) * C;
 						const float *v = xb + i;
 
 						if (i == first)
 							continue;
 						if (!is_max)
-							for (int32_t c = 0; c < g.C; c++)
+							for (int32_t c = 0; c < C; c++)
 								y[c] += v[c];
 						else if (am)
 						{
 							/* branch-free so that it vectorizes */
-							for (int32_t c = 0; c < g.C; c++)
+							for (int32_t c = 0; c < C; c++)
 							{
 								int32_t		gt = v[c] > y[c];
 
@@ -717,14 +777,14 @@ pool_forward(nn_layer *l, const float *x, int32_t n)
 							}
 						}
 						else
-							for (int32_t c = 0; c < g.C; c++)
+							for (int32_t c = 0; c < C; c++)
 								y[c] = v[c] > y[c] ? v[c] : y[c];
 					}
 				if (!is_max)
 				{
 					float		inv = 1.0f / (float) ((h1 - h0) * (w1 - w0));
 
-					for (int32_t c = 0; c < g.C; c++)
+					for (int32_t c = 0; c < C; c++)
 						y[c] *= inv;
 				}
 			}
@@ -744,6 +804,8 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 	{
 		float	   *db = dx + (size_t) b * l->in_size;
 		const float *gb = dy + (size_t) b * l->out_size;
+		/* private, so that stores through db cannot alias it */
+		const int32_t C = g.C;
 
 		memset(db, 0, sizeof(float) * l->in_size);
 		if (is_max)
@@ -765,7 +827,7 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 			{
 				int32_t		w0 = ow * g.SW - l->pad_left;
 				int32_t		w1 = w0 + g.KW;
-				const float *go = gb + ((size_t) oh * g.OW + ow) * g.C;
+				const float *go = gb + ((size_t) oh * g.OW + ow) * C;
 				float		inv;
 
 				w0 = w0 < 0 ? 0 : w0;
@@ -774,9 +836,9 @@ pool_backward(nn_layer *l, float *dx, const float *dy, int32_t n)
 				for (int32_t ih = h0; ih < h1; ih++)
 					for (int32_t iw = w0; iw < w1; iw++)
 					{
-						float	   *d = db + ((size_t) ih * g.W + iw) * g.C;
+						float	   *d = db + ((size_t) ih * g.W + iw) * C;
 
-						for (int32_t c = 0; c < g.C; c++)
+						for (int32_t c = 0; c < C; c++)
 							d[c] += go[c] * inv;
 					}
 			}

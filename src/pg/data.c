@@ -3,10 +3,13 @@
  *
  * The query runs through SPI with the caller's rights, as a read-only
  * cursor fetched a chunk at a time, so memory does not grow with the number
- * of rows.  Its columns are: an optional integer key (nn_predict_batch),
- * the features, concatenated in column order (arrays flattened row-major,
- * bytea one unsigned byte per value, numeric scalars one value), and an
- * optional target, the last column.  Every row is checked here: NULLs,
+ * of rows.  The fetched rows go to the reader's own DestReceiver, which
+ * checks each one in the executor's slot and hands it to the caller's row
+ * function, so no tuple is copied into an SPI tuple table.  The columns
+ * are: an optional integer key (nn_predict_batch), the features,
+ * concatenated in column order (arrays flattened row-major, bytea one
+ * unsigned byte per value, numeric scalars one value), and an optional
+ * target, the last column.  Every row is checked here: NULLs,
  * NaN/Inf, the feature count, ragged columns, and target ranges; errors
  * name the 1-based row and the column.
  */
@@ -17,6 +20,7 @@
 
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "tcop/pquery.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -94,13 +98,37 @@ open_portal(nnpg_reader *r)
 	if (r->portal == NULL)
 		elog(ERROR, "could not open a cursor: %s",
 			 SPI_result_code_string(SPI_result));
-	r->tuptable = NULL;
-	r->pos = 0;
-	r->count = 0;
 	r->eof = false;
 	r->row_no = 0;
 	r->n_rows = 0;
 	r->n_skipped = 0;
+}
+
+static bool reader_receive(TupleTableSlot *slot, DestReceiver *self);
+
+/* The reader's DestReceiver: fetched rows go to reader_receive. */
+typedef struct reader_dest
+{
+	DestReceiver pub;
+	nnpg_reader *reader;
+} reader_dest;
+
+/* Nothing to set up per fetch: the reader was set up by open. */
+static void
+reader_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+/* Nothing to tear down per fetch. */
+static void
+reader_shutdown(DestReceiver *self)
+{
+}
+
+/* Nothing to free: the receiver lives in the reader's context. */
+static void
+reader_destroy(DestReceiver *self)
+{
 }
 
 /* Prepare the query, open a cursor and check its columns. */
@@ -110,6 +138,7 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 	TupleDesc	tupdesc;
 	int			min_cols;
 	MemoryContext old;
+	reader_dest *dest;
 
 	if (r->label == NULL)
 		r->label = "query";
@@ -129,8 +158,18 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 				 errmsg("%s must be a single SELECT statement", r->label)));
 	open_portal(r);
 
-	tupdesc = r->portal->tupDesc;
 	old = MemoryContextSwitchTo(r->cxt);
+	/* a copy: the held slot outlives the portal across rewinds */
+	tupdesc = CreateTupleDescCopy(r->portal->tupDesc);
+	r->held = MakeSingleTupleTableSlot(tupdesc, &TTSOpsMinimalTuple);
+	dest = palloc0(sizeof(reader_dest));
+	dest->pub.receiveSlot = reader_receive;
+	dest->pub.rStartup = reader_startup;
+	dest->pub.rShutdown = reader_shutdown;
+	dest->pub.rDestroy = reader_destroy;
+	dest->pub.mydest = DestNone;
+	dest->reader = r;
+	r->dest = &dest->pub;
 	r->natts = tupdesc->natts;
 	min_cols = 1 + (r->has_key ? 1 : 0) + (r->has_target ? 1 : 0);
 	if (r->natts < min_cols)
@@ -161,6 +200,7 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 		{
 			Oid			base = getBaseType(typid);
 
+			r->key_type = base;
 			if (base != INT2OID && base != INT4OID && base != INT8OID)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -187,9 +227,6 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 void
 nnpg_reader_rewind(nnpg_reader *r)
 {
-	if (r->tuptable != NULL)
-		SPI_freetuptable(r->tuptable);
-	r->tuptable = NULL;
 	SPI_cursor_close(r->portal);
 	open_portal(r);
 }
@@ -198,15 +235,14 @@ nnpg_reader_rewind(nnpg_reader *r)
 void
 nnpg_reader_close(nnpg_reader *r)
 {
-	if (r->tuptable != NULL)
-		SPI_freetuptable(r->tuptable);
-	r->tuptable = NULL;
 	if (r->portal != NULL)
 		SPI_cursor_close(r->portal);
 	r->portal = NULL;
 	if (r->plan != NULL)
 		SPI_freeplan(r->plan);
 	r->plan = NULL;
+	ExecDropSingleTupleTableSlot(r->held);
+	r->held = NULL;
 	MemoryContextDelete(r->cxt);
 	r->cxt = NULL;
 }
@@ -245,19 +281,20 @@ check_target_length(nnpg_reader *r)
 }
 
 /*
- * Detoast the current tuple's columns and count their values; false when
- * the row has a NULL and NULLs are skipped.
+ * Detoast a fetched row's columns and count their values; false when the
+ * row has a NULL and NULLs are skipped.
  */
 static bool
-load_row(nnpg_reader *r)
+load_row(nnpg_reader *r, TupleTableSlot *slot)
 {
-	TupleDesc	tupdesc = r->tuptable->tupdesc;
 	int64		width = 0;
 	int			target_col = r->has_target ? r->natts - 1 : -1;
 
+	slot_getallattrs(slot);
 	for (int i = 0; i < r->natts; i++)
 	{
-		r->values[i] = heap_getattr(r->tuple, i + 1, tupdesc, &r->isnull[i]);
+		r->values[i] = slot->tts_values[i];
+		r->isnull[i] = slot->tts_isnull[i];
 		if (r->isnull[i])
 		{
 			if (r->has_key && i == 0)
@@ -342,47 +379,71 @@ load_row(nnpg_reader *r)
 	return true;
 }
 
-/* Advance to the next row that has no NULLs (or fail on one). */
+/*
+ * Check a fetched row and, when it is usable, hand it to the row function
+ * of the read under way.  The row's values point into the executor's slot
+ * or into row_cxt, so they are valid only until the next row.
+ */
+static bool
+reader_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	nnpg_reader *r = ((reader_dest *) self)->reader;
+	MemoryContext old;
+
+	/* nnpg_reader_next keeps its row after the fetch */
+	if (r->hold)
+		slot = ExecCopySlot(r->held, slot);
+	r->row_no++;
+	MemoryContextReset(r->row_cxt);
+	old = MemoryContextSwitchTo(r->row_cxt);
+	if (load_row(r, slot))
+	{
+		r->n_rows++;
+		r->taken++;
+		if (r->fn != NULL)
+			r->fn(r, r->fn_arg);
+	}
+	else
+		r->n_skipped++;
+	MemoryContextSwitchTo(old);
+	/* false would end the fetch and mark the cursor as at its end */
+	return true;
+}
+
+/*
+ * Read rows until fn has taken max_rows of them or the query ends, and
+ * return how many it took (fn NULL: the rows are only checked).  Each
+ * fetch asks for no more rows than are still wanted, so none is lost.
+ */
+int64
+nnpg_reader_read(nnpg_reader *r, int64 max_rows, nnpg_row_fn fn, void *arg)
+{
+	r->fn = fn;
+	r->fn_arg = arg;
+	r->taken = 0;
+	while (!r->eof && r->taken < max_rows)
+	{
+		long		want = (long) Min(max_rows - r->taken, NNPG_FETCH_ROWS);
+
+		/* once per fetch, so a cancel stops a long read */
+		CHECK_FOR_INTERRUPTS();
+		if (PortalRunFetch(r->portal, FETCH_FORWARD, want,
+						   r->dest) < (uint64) want)
+			r->eof = true;
+	}
+	return r->taken;
+}
+
+/* Advance to the next row that has no NULLs (or fail on one), and keep it. */
 bool
 nnpg_reader_next(nnpg_reader *r)
 {
-	for (;;)
-	{
-		MemoryContext old;
-		bool		ok;
+	int64		got;
 
-		if (r->pos >= r->count)
-		{
-			if (r->eof)
-				return false;
-			if (r->tuptable != NULL)
-				SPI_freetuptable(r->tuptable);
-			r->tuptable = NULL;
-			/* once per chunk, so a cancel stops a long read */
-			CHECK_FOR_INTERRUPTS();
-			SPI_cursor_fetch(r->portal, true, NNPG_FETCH_ROWS);
-			r->tuptable = SPI_tuptable;
-			r->count = SPI_processed;
-			r->pos = 0;
-			if (r->count == 0)
-			{
-				r->eof = true;
-				return false;
-			}
-		}
-		r->tuple = r->tuptable->vals[r->pos++];
-		r->row_no++;
-		MemoryContextReset(r->row_cxt);
-		old = MemoryContextSwitchTo(r->row_cxt);
-		ok = load_row(r);
-		MemoryContextSwitchTo(old);
-		if (ok)
-		{
-			r->n_rows++;
-			return true;
-		}
-		r->n_skipped++;
-	}
+	r->hold = true;
+	got = nnpg_reader_read(r, 1, NULL, NULL);
+	r->hold = false;
+	return got == 1;
 }
 
 static void bad_value(nnpg_reader *r, int col, double v) pg_attribute_noreturn();
@@ -597,15 +658,12 @@ nnpg_reader_target(nnpg_reader *r, float *y)
 bool
 nnpg_reader_key(nnpg_reader *r, int64 *key)
 {
-	Oid			typid;
-
 	Assert(r->has_key);
 	if (r->isnull[0])
 		return false;
-	typid = getBaseType(TupleDescAttr(r->tuptable->tupdesc, 0)->atttypid);
-	if (typid == INT2OID)
+	if (r->key_type == INT2OID)
 		*key = DatumGetInt16(r->values[0]);
-	else if (typid == INT4OID)
+	else if (r->key_type == INT4OID)
 		*key = DatumGetInt32(r->values[0]);
 	else
 		*key = DatumGetInt64(r->values[0]);

@@ -127,6 +127,14 @@ typedef enum nnpg_target_mode
 	NNPG_TARGET_VALUE			/* any finite numbers, n_out per row */
 } nnpg_target_mode;
 
+struct nnpg_reader;
+
+/*
+ * Takes a row from nnpg_reader_read: the reader is on the row, and its
+ * values are valid only during the call.
+ */
+typedef void (*nnpg_row_fn) (struct nnpg_reader *r, void *arg);
+
 /*
  * Reads the rows of a user query through an SPI cursor, a chunk at a time,
  * and converts them to model inputs.  Columns: an optional key, features,
@@ -150,6 +158,7 @@ typedef struct nnpg_reader
 	const char *query;
 	SPIPlanPtr	plan;
 	Portal		portal;
+	DestReceiver *dest;			/* fetched rows go to the reader */
 	MemoryContext cxt;			/* the reader's own allocations */
 	MemoryContext row_cxt;		/* reset for every row */
 
@@ -162,18 +171,25 @@ typedef struct nnpg_reader
 	int32	   *first_len;		/* values per feature column in the first row */
 	bool		bytes_only;		/* every feature column is bytea */
 	bool		target_scalar;	/* the target column is a single number */
+	Oid			key_type;		/* base type of the key column */
+
+	/* the read under way */
+	nnpg_row_fn fn;
+	void	   *fn_arg;
+	int64		taken;			/* rows passed to fn */
+	bool		hold;			/* nnpg_reader_next: copy rows into held */
+	TupleTableSlot *held;
 
 	/* position */
-	SPITupleTable *tuptable;
-	uint64		pos;
-	uint64		count;
 	bool		eof;
 	int64		row_no;			/* 1-based query row of the current row */
 	int64		n_rows;			/* rows accepted since the last open */
 	int64		n_skipped;
 
-	/* the current row (valid after nnpg_reader_next returned true) */
-	HeapTuple	tuple;
+	/*
+	 * The current row: during a row function, or after nnpg_reader_next
+	 * returned true until the next read.
+	 */
 	Datum	   *values;			/* natts, detoasted in row_cxt */
 	bool	   *isnull;
 	int32	   *lens;			/* natts */
@@ -183,8 +199,14 @@ typedef struct nnpg_reader
 extern void nnpg_reader_open(nnpg_reader *r, const char *query);
 extern void nnpg_reader_rewind(nnpg_reader *r);
 extern void nnpg_reader_close(nnpg_reader *r);
-/* Advance to the next usable row; false at the end. */
+/* Advance to the next usable row and keep it current; false at the end. */
 extern bool nnpg_reader_next(nnpg_reader *r);
+/*
+ * Pass the next usable rows to fn until it has taken max_rows or the query
+ * ends (fn NULL: only check them); returns how many it took.
+ */
+extern int64 nnpg_reader_read(nnpg_reader *r, int64 max_rows, nnpg_row_fn fn,
+							  void *arg);
 /* Copy the current row's features (n_in values). */
 extern void nnpg_reader_features(nnpg_reader *r, float *x);
 extern void nnpg_reader_features_bytes(nnpg_reader *r, uint8 *x);

@@ -233,9 +233,14 @@ typedef struct query_run
 	nnpg_reader r;
 	int32		n_in;
 	int32		n_out;
+	int32		y_width;		/* target floats per row */
 	float	   *x;				/* (B, in) */
-	float	   *y;				/* (B, target width) */
+	float	   *y;				/* (B, y_width) */
 	float	   *pred;			/* (B, out) */
+	int32		k;				/* rows in the batch being read */
+	int64	   *rows;			/* (B) query row of each batch row */
+	int64	   *keys;			/* (B) nn_predict_batch */
+	bool	   *keynull;		/* (B) */
 } query_run;
 
 /* Connect SPI, load the model, open the query. */
@@ -276,6 +281,34 @@ query_run_begin(FunctionCallInfo fcinfo, query_run *qr, bool has_key,
 	nnpg_reader_open(&qr->r, query);
 	qr->x = MemoryContextAllocHuge(qr->cxt, sizeof(float) * NNPG_PREDICT_BATCH * (size_t) qr->n_in);
 	qr->pred = MemoryContextAllocHuge(qr->cxt, sizeof(float) * NNPG_PREDICT_BATCH * (size_t) qr->n_out);
+	qr->rows = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
+	if (has_key)
+	{
+		qr->keys = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
+		qr->keynull = palloc(sizeof(bool) * NNPG_PREDICT_BATCH);
+	}
+}
+
+/* Copy a query row into the batch being read. */
+static void
+batch_row(nnpg_reader *r, void *arg)
+{
+	query_run  *qr = (query_run *) arg;
+
+	if (r->has_key)
+		qr->keynull[qr->k] = !nnpg_reader_key(r, &qr->keys[qr->k]);
+	nnpg_reader_features(r, qr->x + (size_t) qr->k * qr->n_in);
+	if (r->has_target)
+		nnpg_reader_target(r, qr->y + (size_t) qr->k * qr->y_width);
+	qr->rows[qr->k++] = r->row_no;
+}
+
+/* Read the next batch of rows; returns how many (0 at the end). */
+static int32
+read_batch(query_run *qr)
+{
+	qr->k = 0;
+	return (int32) nnpg_reader_read(&qr->r, NNPG_PREDICT_BATCH, batch_row, qr);
 }
 
 /* Close the query and SPI; the SRF rows are already in the tuplestore. */
@@ -315,48 +348,34 @@ nnpg_predict_batch(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	query_run	qr;
 	bool		classifier;
-	int64	   *keys;
-	bool	   *keynull;
-	int64	   *rows;			/* query row of each batch row */
-	bool		more = true;
+	int32		k;
 	nn_error	err;
 
 	query_run_begin(fcinfo, &qr, true, false);
 	classifier = model_is_classifier(&qr);
-	keys = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
-	keynull = palloc(sizeof(bool) * NNPG_PREDICT_BATCH);
-	rows = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
 	memset(&err, 0, sizeof(err));
 
-	while (more)
+	do
 	{
-		int32		k = 0;
-
-		while (k < NNPG_PREDICT_BATCH && (more = nnpg_reader_next(&qr.r)))
-		{
-			keynull[k] = !nnpg_reader_key(&qr.r, &keys[k]);
-			nnpg_reader_features(&qr.r, qr.x + (size_t) k * qr.n_in);
-			rows[k] = qr.r.row_no;
-			k++;
-		}
+		k = read_batch(&qr);
 		if (k == 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
 		nnpg_check_rows(nn_model_predict(qr.model, qr.pred, qr.x, k, &err),
-						&err, rows);
+						&err, qr.rows);
 		for (int32 i = 0; i < k; i++)
 		{
 			Datum		values[3];
-			bool		nulls[3] = {keynull[i], false, !classifier};
+			bool		nulls[3] = {qr.keynull[i], false, !classifier};
 			const float *p = qr.pred + (size_t) i * qr.n_out;
 
-			values[0] = Int64GetDatum(keys[i]);
+			values[0] = Int64GetDatum(qr.keys[i]);
 			values[1] = PointerGetDatum(float_array(p, qr.n_out));
 			values[2] = Int32GetDatum(classifier ? output_class(p, qr.n_out) : 0);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			pfree(DatumGetPointer(values[1]));
 		}
-	}
+	} while (k == NNPG_PREDICT_BATCH);
 
 	query_run_end(&qr);
 	return (Datum) 0;
@@ -384,13 +403,10 @@ evaluate_query(FunctionCallInfo fcinfo, query_run *qr, eval_totals *t,
 			   bool need_classes)
 {
 	nn_loss_kind recorded;
-	int32		yw;
-	bool		more = true;
+	int32		k;
 	nn_error	err;
-	int64	   *rows;			/* query row of each batch row */
 
 	query_run_begin(fcinfo, qr, false, true);
-	rows = palloc(sizeof(int64) * NNPG_PREDICT_BATCH);
 
 	/* the loss of the last fit, unless the target says otherwise */
 	if (nnpg_training_loss(qr->row.training, &recorded))
@@ -410,8 +426,8 @@ evaluate_query(FunctionCallInfo fcinfo, query_run *qr, eval_totals *t,
 				 errmsg("model \"%s\" is not a classifier", qr->row.name),
 				 errdetail("Its loss is %s.", nn_loss_name(t->loss))));
 	nnpg_target_setup(&qr->r, qr->model, t->loss);
-	yw = nnpg_reader_target_width(&qr->r);
-	qr->y = MemoryContextAllocHuge(qr->cxt, sizeof(float) * NNPG_PREDICT_BATCH * (size_t) yw);
+	qr->y_width = nnpg_reader_target_width(&qr->r);
+	qr->y = MemoryContextAllocHuge(qr->cxt, sizeof(float) * NNPG_PREDICT_BATCH * (size_t) qr->y_width);
 
 	if (t->classification)
 	{
@@ -434,31 +450,24 @@ evaluate_query(FunctionCallInfo fcinfo, query_run *qr, eval_totals *t,
 	}
 
 	memset(&err, 0, sizeof(err));
-	while (more)
+	do
 	{
-		int32		k = 0;
 		double		loss_sum = 0;
 		int64_t		correct = 0;
 
-		while (k < NNPG_PREDICT_BATCH && (more = nnpg_reader_next(&qr->r)))
-		{
-			nnpg_reader_features(&qr->r, qr->x + (size_t) k * qr->n_in);
-			nnpg_reader_target(&qr->r, qr->y + (size_t) k * yw);
-			rows[k] = qr->r.row_no;
-			k++;
-		}
+		k = read_batch(qr);
 		if (k == 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
 		nnpg_check_rows(nn_model_evaluate_batch(qr->model, qr->pred, qr->x,
 												qr->y, k, t->loss, NULL, 0,
 												&loss_sum, &correct, &err),
-						&err, rows);
+						&err, qr->rows);
 		t->loss_sum += loss_sum;
 		for (int32 i = 0; i < k; i++)
 		{
 			const float *p = qr->pred + (size_t) i * qr->n_out;
-			const float *y = qr->y + (size_t) i * yw;
+			const float *y = qr->y + (size_t) i * qr->y_width;
 
 			if (t->classification)
 			{
@@ -499,7 +508,7 @@ evaluate_query(FunctionCallInfo fcinfo, query_run *qr, eval_totals *t,
 			}
 			t->n++;
 		}
-	}
+	} while (k == NNPG_PREDICT_BATCH);
 	if (t->n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),

@@ -404,9 +404,14 @@ typedef struct pool_shape
 	bool		same;
 } pool_shape;
 
-/* Pooling forward and backward of one shape against direct loops. */
+/*
+ * Pooling forward and backward of one shape against direct loops.  With
+ * ties, inputs take four values only, so that many windows hold several
+ * maxima: the gradient must go to the first in window order, as the
+ * reference's strict comparison does.
+ */
 static void
-check_pool(nn_layer_kind kind, const pool_shape *s)
+check_pool(nn_layer_kind kind, const pool_shape *s, bool ties)
 {
 	nn_layer_spec l[] = {nt_pool(kind, s->KH, s->KW, s->SH, s->SW, s->same)};
 	nn_model_spec spec = nt_spec(3, s->H, s->W, s->C, l, 1);
@@ -442,8 +447,15 @@ check_pool(nn_layer_kind kind, const pool_shape *s)
 	ry = nt_xmalloc(sizeof(double) * s->B * out);
 	rdx = calloc(s->B * in, sizeof(double));
 	nn_rng_seed(&rng, 5);
-	/* no ties, and negative values so that padding can never win */
-	nt_fill_distinct(x, s->B * in, &rng, -3.0f, 1.0f / 64);
+	/* negative values, so that padding can never win */
+	if (ties)
+	{
+		nt_fill(x, s->B * in, &rng, -3.0f, -1.0f);
+		for (size_t i = 0; i < s->B * in; i++)
+			x[i] = floorf(x[i] * 2.0f) / 2.0f;
+	}
+	else
+		nt_fill_distinct(x, s->B * in, &rng, -3.0f, 1.0f / 64);
 	nt_fill(t, s->B * out, &rng, -1, 1);
 	assert_ok(nn_model_prepare(m, s->B, false, 0, &err), &err);
 	assert_ok(nn_model_predict(m, y, x, s->B, &err), &err);
@@ -499,13 +511,13 @@ check_pool(nn_layer_kind kind, const pool_shape *s)
 									dy[o] / count;
 							}
 				}
-	snprintf(label, sizeof(label), "%s forward B=%d %dx%dx%d k=%dx%d s=%dx%d %s",
+	snprintf(label, sizeof(label), "%s forward B=%d %dx%dx%d k=%dx%d s=%dx%d %s%s",
 			 nn_layer_kind_name(kind), s->B, s->H, s->W, s->C, s->KH, s->KW,
-			 s->SH, s->SW, s->same ? "same" : "valid");
+			 s->SH, s->SW, s->same ? "same" : "valid", ties ? " ties" : "");
 	assert_close_fd(label, y, ry, s->B * out, 1e-6, 1e-6);
-	snprintf(label, sizeof(label), "%s dx B=%d %dx%dx%d k=%dx%d s=%dx%d %s",
+	snprintf(label, sizeof(label), "%s dx B=%d %dx%dx%d k=%dx%d s=%dx%d %s%s",
 			 nn_layer_kind_name(kind), s->B, s->H, s->W, s->C, s->KH, s->KW,
-			 s->SH, s->SW, s->same ? "same" : "valid");
+			 s->SH, s->SW, s->same ? "same" : "valid", ties ? " ties" : "");
 	assert_close_fd(label, dx, rdx, s->B * in, 1e-6, 1e-5);
 	nn_model_free(m);
 	free(x);
@@ -528,15 +540,25 @@ static const pool_shape pool_shapes[] = {
 	{5, 4, 4, 3, 4, 4, 4, 4, false},	/* window = image */
 	{2, 9, 9, 1, 2, 2, 3, 3, true},		/* stride > pool: gaps */
 	{33, 32, 32, 16, 3, 3, 2, 2, true},	/* over 2^20: split over threads */
+	/* stride = pool, as in most CNNs: windows tile the input */
+	{2, 7, 9, 5, 2, 2, 2, 2, true},		/* last row and column partial */
+	{2, 7, 10, 13, 3, 3, 3, 3, false},	/* last row and column dropped */
+	{2, 5, 6, 3, 4, 4, 4, 4, true},		/* partial windows on every side */
+	{2, 6, 9, 7, 2, 3, 2, 3, false},	/* non-square */
+	{3, 11, 11, 64, 2, 2, 2, 2, false},	/* the seed CNN's second pool */
+	{64, 26, 26, 32, 2, 2, 2, 2, false},	/* its first: split over threads */
 };
 
-/* Max pooling on every shape of pool_shapes. */
+/* Max pooling on every shape of pool_shapes, without and with ties. */
 static void
 test_maxpool_naive(void **state)
 {
 	(void) state;
 	for (size_t i = 0; i < sizeof(pool_shapes) / sizeof(pool_shapes[0]); i++)
-		check_pool(NN_LAYER_MAXPOOL2D, &pool_shapes[i]);
+	{
+		check_pool(NN_LAYER_MAXPOOL2D, &pool_shapes[i], false);
+		check_pool(NN_LAYER_MAXPOOL2D, &pool_shapes[i], true);
+	}
 }
 
 /* Average pooling on every shape of pool_shapes. */
@@ -545,7 +567,7 @@ test_avgpool_naive(void **state)
 {
 	(void) state;
 	for (size_t i = 0; i < sizeof(pool_shapes) / sizeof(pool_shapes[0]); i++)
-		check_pool(NN_LAYER_AVGPOOL2D, &pool_shapes[i]);
+		check_pool(NN_LAYER_AVGPOOL2D, &pool_shapes[i], false);
 }
 
 /* Max pooling of all-negative windows is the largest negative, not 0 or -FLT_MAX. */
