@@ -8,7 +8,8 @@
  *   dense   Y (B, U)          = X (B, in) W (in, U) + b
  *   conv2d  Y (B*OH*OW, F)    = col (B*OH*OW, KH*KW*C) W (KH*KW*C, F) + b
  * where col is the im2col expansion of the batch (output rows are already
- * (B, OH, OW, F), channels last).  Padding 'same' follows TensorFlow: output
+ * (B, OH, OW, F), channels last); 3x3 stride-1 kernels over enough channels
+ * run as Winograd F(4x4, 3x3) instead (winograd.c).  Padding 'same' follows TensorFlow: output
  * ceil(in / stride), the odd padding cell at the bottom/right.  Average
  * pooling with 'same' divides by the number of cells inside the input.
  * Reference definitions: https://keras.io/api/layers/ (Dense, Conv2D,
