@@ -44,7 +44,7 @@
 static inline int32_t
 tiles_of(int32_t n)
 {
-	return (n + WG_M - 1) / WG_M;
+	return n / WG_M + (n % WG_M != 0);
 }
 
 /* Tiles per sample. */
@@ -63,7 +63,15 @@ bool
 nn_wino_fits(const nn_layer *l)
 {
 	const nn_layer_spec *s = &l->spec;
+	size_t		v,
+				y;
 
+	/* the buffers' sizes must not overflow (huge specs use im2col's checks) */
+	if (!nn_size_mul(&v, tile_count(l), WG_P) ||
+		!nn_size_mul(&y, v, (size_t) l->spec.filters) ||
+		!nn_size_mul(&v, v, (size_t) l->in_shape[2]) ||
+		!nn_size_mul(&y, (size_t) WG_P * l->in_shape[2], (size_t) l->spec.filters * 2))
+		return false;
 	return s->kind == NN_LAYER_CONV2D &&
 		s->kernel[0] == 3 && s->kernel[1] == 3 &&
 		s->strides[0] == 1 && s->strides[1] == 1 &&
