@@ -63,20 +63,24 @@ bool
 nn_wino_fits(const nn_layer *l)
 {
 	const nn_layer_spec *s = &l->spec;
-	size_t		v,
-				y;
+	size_t		per_sample,
+				col,
+				work,
+				kernel;
 
-	/* the buffers' sizes must not overflow (huge specs use im2col's checks) */
-	if (!nn_size_mul(&v, tile_count(l), WG_P) ||
-		!nn_size_mul(&y, v, (size_t) l->spec.filters) ||
-		!nn_size_mul(&v, v, (size_t) l->in_shape[2]) ||
-		!nn_size_mul(&y, (size_t) WG_P * l->in_shape[2], (size_t) l->spec.filters * 2))
+	if (s->kind != NN_LAYER_CONV2D ||
+		s->kernel[0] != 3 || s->kernel[1] != 3 ||
+		s->strides[0] != 1 || s->strides[1] != 1 ||
+		l->in_shape[2] < WG_MIN_CHANNELS)
 		return false;
-	return s->kind == NN_LAYER_CONV2D &&
-		s->kernel[0] == 3 && s->kernel[1] == 3 &&
-		s->strides[0] == 1 && s->strides[1] == 1 &&
-		l->in_shape[2] >= WG_MIN_CHANNELS &&
-		(double) l->out_shape[0] * l->out_shape[1] * 9 >=
+	/* the buffers' sizes must not overflow (huge specs use im2col's checks) */
+	if (!nn_size_mul(&per_sample, tile_count(l), WG_P) ||
+		!nn_size_mul(&col, per_sample, (size_t) l->in_shape[2]) ||
+		!nn_size_mul(&work, per_sample, (size_t) s->filters) ||
+		!nn_size_mul(&kernel, (size_t) WG_P * l->in_shape[2],
+					 (size_t) s->filters * 2))
+		return false;
+	return (double) l->out_shape[0] * l->out_shape[1] * 9 >=
 		2.0 * WG_P * tile_count(l);
 }
 
