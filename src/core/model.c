@@ -158,6 +158,7 @@ free_buffers(nn_model *m)
 		nn_free_bytes(a, l->work);
 		nn_free_bytes(a, l->wt);
 		l->ybuf = l->logits = l->col = l->mask = l->work = l->wt = NULL;
+		l->wt_ready = false;
 		l->argmax = NULL;
 	}
 	nn_free_bytes(a, m->dbuf[0]);

@@ -61,7 +61,8 @@ typedef struct nn_layer
 								 * Winograd's transformed input */
 	bool		wino;			/* conv2d computed by winograd.c */
 	float	   *wt;				/* Winograd: transformed kernel (and its
-								 * gradient when training) */
+								 * gradient when training), see winograd.c */
+	bool		wt_ready;		/* wt holds U and the kernel it came from */
 	int32_t    *argmax;			/* maxpool2d: (B, out_size) input offsets */
 	float	   *mask;			/* dropout: (B, in_size) scaled keep mask */
 	float	   *work;			/* B x nn_layer_work_size() floats, see there */

@@ -25,7 +25,9 @@
  * Buffers (model.c sizes them from the functions below):
  *   l->col  V, then dV:  (36, B * tiles, C)
  *   l->work Yt, then M:  (36, B * tiles, F)
- *   l->wt   U (36, C, F), and in training dU after it
+ *   l->wt   U (36, C, F); the kernel U was made from (3, 3, C, F), so a
+ *           forward with unchanged weights (predictions) reuses U; and in
+ *           training dU (36, C, F)
  */
 #include <string.h>
 
@@ -97,11 +99,12 @@ nn_wino_work_size(const nn_layer *l)
 	return WG_P * tile_count(l) * l->spec.filters;
 }
 
-/* Floats of l->wt: U, and dU after it when training. */
+/* Floats of l->wt: U, the kernel it was made from, and dU when training. */
 size_t
 nn_wino_kernel_size(const nn_layer *l, bool training)
 {
-	return (training ? 2 : 1) * (size_t) WG_P * l->in_shape[2] * l->spec.filters;
+	return ((training ? 2 : 1) * WG_P + 9) *
+		(size_t) l->in_shape[2] * l->spec.filters;
 }
 
 /*
@@ -516,10 +519,18 @@ nn_wino_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 	const wgeom g = geometry(l, n);
 	const float *w = m->params + l->w_off;
 	const float *bias = l->b_len ? m->params + l->b_off : NULL;
+	size_t		w_bytes = sizeof(float) * 9 * g.C * g.F;
+	float	   *w_of_u = l->wt + (size_t) WG_P * g.C * g.F;
 
+	/* bytewise equal weights give the same U */
+	if (!l->wt_ready || memcmp(w_of_u, w, w_bytes) != 0)
+	{
 #pragma omp parallel for PAR((double) g.C * g.F * WG_P * 4, g.C)
-	for (int32_t c = 0; c < g.C; c++)
-		kernel_transform_row(l->wt, w, g.C, g.F, c);
+		for (int32_t c = 0; c < g.C; c++)
+			kernel_transform_row(l->wt, w, g.C, g.F, c);
+		memcpy(w_of_u, w, w_bytes);
+		l->wt_ready = true;
+	}
 
 #pragma omp parallel for schedule(dynamic) PAR(g.vstep * WG_P * 4, n)
 	for (int32_t b = 0; b < n; b++)
@@ -545,7 +556,7 @@ nn_wino_backward(nn_model *m, nn_layer *l, float *dx, const float *dz,
 {
 	const wgeom g = geometry(l, n);
 	float	   *U = l->wt;
-	float	   *dU = l->wt + (size_t) WG_P * g.C * g.F;
+	float	   *dU = l->wt + (size_t) (WG_P + 9) * g.C * g.F;
 	float	   *dw = m->grads + l->w_off;
 
 #pragma omp parallel for schedule(dynamic) PAR(g.ystep * WG_P * 4, n)

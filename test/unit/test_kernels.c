@@ -242,6 +242,7 @@ check_conv(const conv_shape *s)
 	float	   *x,
 			   *t,
 			   *y,
+			   *y2,
 			   *dx;
 	double	   *ry,
 			   *dy,
@@ -283,6 +284,7 @@ check_conv(const conv_shape *s)
 	x = nt_xmalloc(sizeof(float) * s->B * in);
 	t = nt_xmalloc(sizeof(float) * s->B * out);
 	y = nt_xmalloc(sizeof(float) * s->B * out);
+	y2 = nt_xmalloc(sizeof(float) * s->B * out);
 	dx = nt_xmalloc(sizeof(float) * s->B * in);
 	ry = nt_xmalloc(sizeof(double) * s->B * out);
 	rdw = calloc(kl, sizeof(double));
@@ -300,6 +302,20 @@ check_conv(const conv_shape *s)
 			 s->B, s->H, s->W, s->C, s->F, s->KH, s->KW, s->SH, s->SW,
 			 s->same ? "same" : "valid");
 	check_conv_forward(label, y, ry, x, w, b, s, s->B * out);
+
+	/*
+	 * Winograd keeps its transformed kernel between predictions: a changed
+	 * weight must show in the next one, and an unchanged model must give
+	 * the same bits again.
+	 */
+	nn_model_params(m)[ko + kl / 2] += 0.25f;
+	nt_naive_conv(ry, x, w, b, s->B, s->H, s->W, s->C, s->F, s->KH, s->KW,
+				  s->SH, s->SW, s->same, NULL, NULL);
+	assert_ok(nn_model_predict(m, y, x, s->B, &err), &err);
+	memcpy(label, "conv2d changed", 14);	/* "conv2d changed B=..." */
+	check_conv_forward(label, y, ry, x, w, b, s, s->B * out);
+	assert_ok(nn_model_predict(m, y2, x, s->B, &err), &err);
+	assert_memory_equal(y2, y, sizeof(float) * (size_t) s->B * out);
 
 	/* backward: dW, db, dx by direct loops over every output */
 	nt_train_setup(m, NN_LOSS_MSE, NULL, 0, s->B);
@@ -346,6 +362,7 @@ check_conv(const conv_shape *s)
 	free(x);
 	free(t);
 	free(y);
+	free(y2);
 	free(dx);
 	free(ry);
 	free(dy);
