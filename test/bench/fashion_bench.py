@@ -832,6 +832,18 @@ def main():
         return timed_runs(lambda: db.q(sql),
                           lambda: CpuWatch.pid_cpu(admin_pid))["seconds"]
 
+    def fresh_scan(sql):
+        """sql as the first statement of a new backend, as nn_fit runs
+        here: the backend maps shared buffers page by page on first touch."""
+        runs = []
+        for _ in range(5):
+            conn = db.connect()
+            try:
+                runs.append(db.timed(sql, conn=conn)[0])
+            finally:
+                conn.close()
+        return median(runs)
+
     def load_fit(name, layers, query):
         db.fit(name, layers, query, 256, 1, None)  # warm-up
         outs = []
@@ -852,6 +864,14 @@ def main():
                   "medians of 3 quiet runs after a warm-up",
         "plain_scan_s": scan("SELECT sum(length(img)) FROM fashion_train"
                              + where(args.rows)),
+        # context, no target: length() takes the size from the value's
+        # header, so the plain scan touches only the start of each row
+        "label_scan_s": scan("SELECT sum(label) FROM fashion_train"
+                             + where(args.rows)),
+        "bytes_scan_s": scan("SELECT sum(length(img || ''::bytea)) FROM "
+                             "fashion_train" + where(args.rows)),
+        "fresh_scan_s": fresh_scan("SELECT sum(length(img)) FROM "
+                                   "fashion_train" + where(args.rows)),
         "nnpg_load_s": load_fit("bench_load", [RESCALE] + TINY_LAYERS,
                                 train_q),
         "nnpg_fixed_s": load_fit("bench_load", [RESCALE] + TINY_LAYERS,
@@ -1053,6 +1073,14 @@ def main():
             read["nnpg_fixed_s"], digits=3)
     rep.add("  plain scan SELECT sum(length(img)) s", read["plain_scan_s"],
             digits=3)
+    for key, what in (("label_scan_s", "sum(label), reads each row's end"),
+                      ("bytes_scan_s", "sum(length(img || '')), reads and "
+                       "copies every byte"),
+                      ("fresh_scan_s", "sum(length(img)) in a new backend, "
+                       "as nn_fit runs here")):
+        read["ratio_net_" + key[:-2]] = net / read[key]
+        rep.add("  vs scan %s s" % what, read[key], None,
+                read["ratio_net_" + key[:-2]], digits=3)
     if "nnpg_load_real_s" in read:
         net = read["nnpg_load_real_s"] - read["nnpg_fixed_s"]
         read.update(nnpg_net_real_s=net,
