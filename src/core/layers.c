@@ -581,10 +581,33 @@ column_sums(float *restrict out, const float *restrict z, int32_t w,
 		out[j] = acc[j];
 }
 
+/* db[f0..f1) = the sums of those columns of dZ (M, F). */
+static void
+bias_band(float *db, const float *dz, int32_t f0, int32_t f1, int F, size_t M)
+{
+	for (int32_t f = f0; f < f1; f += DB_COLS)
+		column_sums(db + f, dz + f, f1 - f < DB_COLS ? f1 - f : DB_COLS, F, M);
+}
+
+/* db = column sums of dZ (M, F), each thread taking a band of the columns. */
+static void
+bias_grads(nn_model *m, const nn_layer *l, const float *dz, int F, size_t M)
+{
+	if (l->b_len == 0)
+		return;
+#pragma omp parallel if (nn_par((double) F * M, F))
+	{
+		int32_t		f0,
+					f1;
+
+		nn_thread_rows(F, &f0, &f1);
+		bias_band(m->grads + l->b_off, dz, f0, f1, F, M);
+	}
+}
+
 /*
  * Parameter gradients of a GEMM layer: dW (K, F) = X^T (M, K)^T dZ (M, F)
  * and db = column sums of dZ, each thread taking a band of the F columns.
- * X NULL: only db (Winograd computes dW itself).
  */
 static void
 weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
@@ -600,16 +623,11 @@ weight_grads(nn_model *m, const nn_layer *l, const float *X, const float *dz,
 
 		nn_thread_rows(F, &f0, &f1);
 		if (f1 > f0)
-		{
-			if (X)
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-							K, f1 - f0, (int) M, 1.0f, X, K, dz + f0, F, 0.0f,
-							dw + f0, F);
-			if (db)
-				for (int32_t f = f0; f < f1; f += DB_COLS)
-					column_sums(db + f, dz + f,
-								f1 - f < DB_COLS ? f1 - f : DB_COLS, F, M);
-		}
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+						K, f1 - f0, (int) M, 1.0f, X, K, dz + f0, F, 0.0f,
+						dw + f0, F);
+		if (db)
+			bias_band(db, dz, f0, f1, F, M);
 	}
 }
 
@@ -1015,7 +1033,7 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 				if (l->wino)
 				{
 					nn_wino_backward(m, l, dx, dy, n);
-					weight_grads(m, l, NULL, dy, K, F, (size_t) n * per);
+					bias_grads(m, l, dy, F, (size_t) n * per);
 					break;
 				}
 				weight_grads(m, l, l->col, dy, K, F, (size_t) n * per);
