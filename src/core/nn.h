@@ -409,6 +409,11 @@ nn_status	nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 								 size_t max_bytes, const nn_alloc *alloc,
 								 nn_crc32c_fn crc, nn_error *err);
 
+/* ---------- input ---------- */
+
+/* dst[i] = src[i] for n bytes (raw pixels as stored in bytea, say). */
+void		nn_bytes_to_floats(float *dst, const uint8_t *src, size_t n);
+
 /* ---------- threads ---------- */
 
 /*

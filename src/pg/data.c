@@ -567,10 +567,8 @@ column_floats(nnpg_reader *r, int col, float *out)
 		case NNPG_COL_BYTEA:
 			{
 				bytea	   *b = (bytea *) DatumGetPointer(r->values[col]);
-				const uint8 *src = (const uint8 *) VARDATA_ANY(b);
 
-				for (int32 j = 0; j < n; j++)
-					out[j] = (float) src[j];
+				nn_bytes_to_floats(out, (const uint8 *) VARDATA_ANY(b), n);
 				break;
 			}
 		default:

@@ -543,12 +543,7 @@ gather_row(const rowsource *s, int64 i, float *x, float *y)
 	const char *rec = row_record(s, i);
 
 	if (s->bytes)
-	{
-		const uint8 *src = (const uint8 *) rec;
-
-		for (int32 j = 0; j < s->n_in; j++)
-			x[j] = (float) src[j];
-	}
+		nn_bytes_to_floats(x, (const uint8 *) rec, s->n_in);
 	else
 		memcpy(x, rec, sizeof(float) * s->n_in);
 	memcpy(y, rec + s->y_off, sizeof(float) * s->y_width);

@@ -50,15 +50,13 @@ features_arg(FunctionCallInfo fcinfo, Oid elemtype, int32 n_in)
 	if (elemtype == BYTEAOID)
 	{
 		bytea	   *b = PG_GETARG_BYTEA_PP(1);
-		const uint8 *src = (const uint8 *) VARDATA_ANY(b);
 
 		n = VARSIZE_ANY_EXHDR(b);
 		if (n != n_in)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("expected %d features, not %d", n_in, n)));
-		for (int i = 0; i < n; i++)
-			x[i] = (float) src[i];
+		nn_bytes_to_floats(x, (const uint8 *) VARDATA_ANY(b), n);
 		return x;
 	}
 	else

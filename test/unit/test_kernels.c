@@ -406,6 +406,35 @@ test_conv_naive(void **state)
 		check_conv(&shapes[i]);
 }
 
+/* ---------- byte input ---------- */
+
+/*
+ * nn_bytes_to_floats against the plain cast: every byte value, every length
+ * up to a few vector widths from every alignment, and nothing written past
+ * the end.
+ */
+static void
+test_bytes_to_floats(void **state)
+{
+	uint8_t		src[300];
+	float		dst[300 + 1];
+
+	(void) state;
+	for (int i = 0; i < 300; i++)
+		src[i] = (uint8_t) (255 - (i * 7) % 256);
+	for (size_t off = 0; off < 4; off++)
+		for (size_t n = 0; n + off <= 296; n += (n < 70 ? 1 : 37))
+		{
+			dst[n] = -1.0f;
+			nn_bytes_to_floats(dst, src + off, n);
+			for (size_t i = 0; i < n; i++)
+				if (dst[i] != (float) src[off + i])
+					fail_msg("n=%zu offset %zu: [%zu] is %g, not %d",
+							 n, off, i, (double) dst[i], src[off + i]);
+			assert_true(dst[n] == -1.0f);
+		}
+}
+
 /* ---------- pooling ---------- */
 
 typedef struct pool_shape
@@ -911,6 +940,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dense_naive),
 		cmocka_unit_test(test_conv_naive),
+		cmocka_unit_test(test_bytes_to_floats),
 		cmocka_unit_test(test_maxpool_naive),
 		cmocka_unit_test(test_avgpool_naive),
 		cmocka_unit_test(test_maxpool_negative),
