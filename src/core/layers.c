@@ -699,116 +699,131 @@ conv_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 
 /*
  * Maxpool of one full 2x2 window, the common case: the generic loop of
- * pool_forward with its four cells (at i0 in xb (H, W, C), row stride
- * ws = W * C) unrolled, so that maxima and offsets stay in registers.
+ * pool_sample with its four cells (at i0 in xb (H, W, C), row stride
+ * ws = W * C) unrolled.  The cells are four pointers, not an index table,
+ * which the compiler would turn into gathers.
  */
 static inline void
 max_2x2(float *restrict y, int32_t *restrict am, const float *restrict xb,
 		int32_t i0, int32_t ws, int32_t C)
 {
-	const int32_t cell[4] = {i0, i0 + C, i0 + ws, i0 + ws + C};
+	const float *p0 = xb + i0,
+			   *p1 = p0 + C,
+			   *p2 = p0 + ws,
+			   *p3 = p2 + C;
 
-	for (int32_t c = 0; c < C; c++)
-	{
-		float		m = xb[i0 + c];
-		int32_t		a = i0 + c;
-
-		for (int k = 1; k < 4; k++)
+	/* first maximum wins, as in the generic loop; branch-free selects */
+	if (am == NULL)
+		for (int32_t c = 0; c < C; c++)
 		{
-			float		v = xb[cell[k] + c];
-			int32_t		gt = v > m;
+			float		m = p0[c];
 
-			/* first maximum wins; branch-free so that it vectorizes */
-			m = v > m ? v : m;
-			a += gt * (cell[k] + c - a);
+			m = p1[c] > m ? p1[c] : m;
+			m = p2[c] > m ? p2[c] : m;
+			y[c] = p3[c] > m ? p3[c] : m;
 		}
-		y[c] = m;
-		if (am)
+	else
+		for (int32_t c = 0; c < C; c++)
+		{
+			float		m = p0[c];
+			int32_t		a = i0 + c;
+
+			a = p1[c] > m ? i0 + C + c : a;
+			m = p1[c] > m ? p1[c] : m;
+			a = p2[c] > m ? i0 + ws + c : a;
+			m = p2[c] > m ? p2[c] : m;
+			a = p3[c] > m ? i0 + ws + C + c : a;
+			y[c] = p3[c] > m ? p3[c] : m;
 			am[c] = a;
+		}
+}
+
+/* Pool sample b of x into l->ybuf; maxpool fills l->argmax if kept. */
+static NN_SIMD void
+pool_sample(const nn_layer *l, const window *gp, const float *xb, int32_t b)
+{
+	const window g = *gp;
+	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
+	/* private, so that stores through y and am cannot alias it */
+	const int32_t C = g.C;
+
+	for (int32_t oh = 0; oh < g.OH; oh++)
+	{
+		int32_t		h0 = oh * g.SH - l->pad_top;
+		int32_t		h1 = h0 + g.KH;
+
+		h0 = h0 < 0 ? 0 : h0;
+		h1 = h1 > g.H ? g.H : h1;
+		for (int32_t ow = 0; ow < g.OW; ow++)
+		{
+			int32_t		w0 = ow * g.SW - l->pad_left;
+			int32_t		w1 = w0 + g.KW;
+			size_t		o = (((size_t) b * g.OH + oh) * g.OW + ow) * g.C;
+			float	   *restrict y = l->ybuf + o;
+			int32_t    *restrict am = l->argmax ? l->argmax + o : NULL;
+			int32_t		first;
+
+			w0 = w0 < 0 ? 0 : w0;
+			w1 = w1 > g.W ? g.W : w1;
+			/* channels are contiguous: work on whole channel vectors */
+			first = (h0 * g.W + w0) * C;
+			if (is_max && h1 - h0 == 2 && w1 - w0 == 2)
+			{
+				max_2x2(y, am, xb, first, g.W * C, C);
+				continue;
+			}
+			for (int32_t c = 0; c < C; c++)
+				y[c] = xb[first + c];
+			if (am)
+				for (int32_t c = 0; c < C; c++)
+					am[c] = first + c;
+			for (int32_t ih = h0; ih < h1; ih++)
+				for (int32_t iw = w0; iw < w1; iw++)
+				{
+					int32_t		i = (ih * g.W + iw) * C;
+					const float *v = xb + i;
+
+					if (i == first)
+						continue;
+					if (!is_max)
+						for (int32_t c = 0; c < C; c++)
+							y[c] += v[c];
+					else if (am)
+					{
+						/* branch-free so that it vectorizes */
+						for (int32_t c = 0; c < C; c++)
+						{
+							int32_t		gt = v[c] > y[c];
+
+							y[c] = v[c] > y[c] ? v[c] : y[c];
+							am[c] += gt * (i + c - am[c]);
+						}
+					}
+					else
+						for (int32_t c = 0; c < C; c++)
+							y[c] = v[c] > y[c] ? v[c] : y[c];
+				}
+			if (!is_max)
+			{
+				float		inv = 1.0f / (float) ((h1 - h0) * (w1 - w0));
+
+				for (int32_t c = 0; c < C; c++)
+					y[c] *= inv;
+			}
+		}
 	}
 }
 
-/* Pool x (B, H, W, C) into (B, OH, OW, C); maxpool fills l->argmax if kept. */
+/* Pool x (B, H, W, C) into (B, OH, OW, C), a sample per iteration. */
 static void
 pool_forward(nn_layer *l, const float *x, int32_t n)
 {
 	const window g = window_of(l);
-	bool		is_max = l->spec.kind == NN_LAYER_MAXPOOL2D;
 
 #pragma omp parallel for schedule(dynamic) \
 	if (nn_par((double) n * l->out_size * g.KH * g.KW, n))
 	for (int32_t b = 0; b < n; b++)
-	{
-		const float *xb = x + (size_t) b * l->in_size;
-		/* private, so that stores through y and am cannot alias it */
-		const int32_t C = g.C;
-
-		for (int32_t oh = 0; oh < g.OH; oh++)
-		{
-			int32_t		h0 = oh * g.SH - l->pad_top;
-			int32_t		h1 = h0 + g.KH;
-
-			h0 = h0 < 0 ? 0 : h0;
-			h1 = h1 > g.H ? g.H : h1;
-			for (int32_t ow = 0; ow < g.OW; ow++)
-			{
-				int32_t		w0 = ow * g.SW - l->pad_left;
-				int32_t		w1 = w0 + g.KW;
-				size_t		o = (((size_t) b * g.OH + oh) * g.OW + ow) * g.C;
-				float	   *restrict y = l->ybuf + o;
-				int32_t    *restrict am = l->argmax ? l->argmax + o : NULL;
-				int32_t		first;
-
-				w0 = w0 < 0 ? 0 : w0;
-				w1 = w1 > g.W ? g.W : w1;
-				/* channels are contiguous: work on whole channel vectors */
-				first = (h0 * g.W + w0) * C;
-				if (is_max && h1 - h0 == 2 && w1 - w0 == 2)
-				{
-					max_2x2(y, am, xb, first, g.W * C, C);
-					continue;
-				}
-				for (int32_t c = 0; c < C; c++)
-					y[c] = xb[first + c];
-				if (am)
-					for (int32_t c = 0; c < C; c++)
-						am[c] = first + c;
-				for (int32_t ih = h0; ih < h1; ih++)
-					for (int32_t iw = w0; iw < w1; iw++)
-					{
-						int32_t		i = (ih * g.W + iw) * C;
-						const float *v = xb + i;
-
-						if (i == first)
-							continue;
-						if (!is_max)
-							for (int32_t c = 0; c < C; c++)
-								y[c] += v[c];
-						else if (am)
-						{
-							/* branch-free so that it vectorizes */
-							for (int32_t c = 0; c < C; c++)
-							{
-								int32_t		gt = v[c] > y[c];
-
-								y[c] = v[c] > y[c] ? v[c] : y[c];
-								am[c] += gt * (i + c - am[c]);
-							}
-						}
-						else
-							for (int32_t c = 0; c < C; c++)
-								y[c] = v[c] > y[c] ? v[c] : y[c];
-					}
-				if (!is_max)
-				{
-					float		inv = 1.0f / (float) ((h1 - h0) * (w1 - w0));
-
-					for (int32_t c = 0; c < C; c++)
-						y[c] *= inv;
-				}
-			}
-		}
-	}
+		pool_sample(l, &g, x + (size_t) b * l->in_size, b);
 }
 
 static void
