@@ -79,8 +79,8 @@ nn_wino_fits(const nn_layer *l)
 	if (!nn_size_mul(&per_sample, tile_count(l), WG_P) ||
 		!nn_size_mul(&col, per_sample, (size_t) l->in_shape[2]) ||
 		!nn_size_mul(&work, per_sample, (size_t) s->filters) ||
-		!nn_size_mul(&kernel, (size_t) WG_P * l->in_shape[2],
-					 (size_t) s->filters * 2))
+		!nn_size_mul(&kernel, (size_t) (2 * WG_P + 9) * l->in_shape[2],
+					 (size_t) s->filters))
 		return false;
 	return (double) l->out_shape[0] * l->out_shape[1] * 9 >=
 		2.0 * WG_P * tile_count(l);
