@@ -430,6 +430,59 @@ window_of(const nn_layer *l)
 	return g;
 }
 
+/*
+ * im2col of a sample with few channels (a grey or colour image): per
+ * kernel cell, a strided loop along the output row.  Copying row pieces
+ * of KW * C floats, as im2col does for more channels, costs a library call
+ * per 3 floats here.
+ */
+static void
+im2col_few_channels(float *restrict col, const float *restrict xb,
+					const nn_layer *l, const window *gp)
+{
+	const window g = *gp;
+	size_t		K = (size_t) g.KH * g.KW * g.C;
+
+	for (int32_t oh = 0; oh < g.OH; oh++)
+	{
+		float	   *row = col + (size_t) oh * g.OW * K;
+
+		for (int32_t kh = 0; kh < g.KH; kh++)
+		{
+			int32_t		ih = oh * g.SH - l->pad_top + kh;
+			bool		row_in = ih >= 0 && ih < g.H;
+
+			for (int32_t kw = 0; kw < g.KW; kw++)
+			{
+				/* outputs [lo, hi) read inside the row, the others padding */
+				int32_t		off = kw - l->pad_left;
+				int32_t		lo = off >= 0 ? 0 : (-off + g.SW - 1) / g.SW;
+				int32_t		hi = g.W - off <= 0 ? 0 :
+					(g.W - off + g.SW - 1) / g.SW;
+
+				hi = hi < g.OW ? hi : g.OW;
+				lo = row_in && lo < hi ? lo : g.OW;
+				hi = row_in ? hi : g.OW;
+				for (int32_t c = 0; c < g.C; c++)
+				{
+					float	   *dst = row + ((size_t) kh * g.KW + kw) * g.C + c;
+
+					for (int32_t ow = 0; ow < lo; ow++)
+						dst[(size_t) ow * K] = 0.0f;
+					for (int32_t ow = lo; ow < hi; ow++)
+						dst[(size_t) ow * K] =
+							xb[((size_t) ih * g.W + ow * g.SW + off) * g.C + c];
+					for (int32_t ow = hi > lo ? hi : lo; ow < g.OW; ow++)
+						dst[(size_t) ow * K] = 0.0f;
+				}
+			}
+		}
+	}
+}
+
+/* Channels up to which im2col_few_channels is the faster copy. */
+#define IM2COL_FEW_CHANNELS 4
+
 /* Expand samples [b0, b1) of (B, H, W, C) into col rows (OH*OW, KH*KW*C). */
 static void
 im2col(float *col, const float *x, const nn_layer *l, int32_t b0, int32_t b1)
@@ -437,6 +490,14 @@ im2col(float *col, const float *x, const nn_layer *l, int32_t b0, int32_t b1)
 	const window g = window_of(l);
 	size_t		rowlen = (size_t) g.KW * g.C;
 
+	if (g.C <= IM2COL_FEW_CHANNELS)
+	{
+		for (int32_t b = b0; b < b1; b++)
+			im2col_few_channels(col + (size_t) (b - b0) * g.OH * g.OW *
+								g.KH * rowlen,
+								x + (size_t) b * g.H * g.W * g.C, l, &g);
+		return;
+	}
 	for (int32_t b = b0; b < b1; b++)
 	{
 		const float *xb = x + (size_t) b * g.H * g.W * g.C;
