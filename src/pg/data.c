@@ -23,6 +23,7 @@
 #include "tcop/pquery.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
@@ -143,6 +144,18 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 	if (r->label == NULL)
 		r->label = "query";
 	r->query = query;
+
+	/*
+	 * Rows come in the table's order, every time: a table larger than a
+	 * quarter of shared_buffers would otherwise be scanned from wherever
+	 * another scan of it has got to (synchronize_seqscans), and the same
+	 * seed would shuffle different rows into each batch.  The setting is
+	 * the reader's (its cursor starts again for every streamed epoch) and
+	 * is undone at close, or with the (sub)transaction on an error.
+	 */
+	r->guc_level = NewGUCNestLevel();
+	(void) set_config_option("synchronize_seqscans", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	r->cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg reader",
 								   ALLOCSET_DEFAULT_SIZES);
 	r->row_cxt = AllocSetContextCreate(r->cxt, "nnpg reader row",
@@ -245,6 +258,7 @@ nnpg_reader_close(nnpg_reader *r)
 	r->held = NULL;
 	MemoryContextDelete(r->cxt);
 	r->cxt = NULL;
+	AtEOXact_GUC(true, r->guc_level);
 }
 
 static void null_value(nnpg_reader *r, int col, bool element) pg_attribute_noreturn();

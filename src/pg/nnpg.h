@@ -161,6 +161,7 @@ typedef struct nnpg_reader
 	DestReceiver *dest;			/* fetched rows go to the reader */
 	MemoryContext cxt;			/* the reader's own allocations */
 	MemoryContext row_cxt;		/* reset for every row */
+	int			guc_level;		/* the query's own settings, see open */
 
 	/* the columns */
 	int			natts;
@@ -196,6 +197,7 @@ typedef struct nnpg_reader
 	int32		width;			/* feature values of the current row */
 } nnpg_reader;
 
+/* Readers that are open at once close in the reverse order. */
 extern void nnpg_reader_open(nnpg_reader *r, const char *query);
 extern void nnpg_reader_rewind(nnpg_reader *r);
 extern void nnpg_reader_close(nnpg_reader *r);
