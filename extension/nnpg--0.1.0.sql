@@ -38,6 +38,14 @@ COMMENT ON COLUMN nnpg.models.history IS 'one object per training epoch';
 COMMENT ON COLUMN nnpg.models.weights IS 'serialized model (NULL until the input shape is known)';
 COMMENT ON COLUMN nnpg.models.params IS 'number of trainable and adapted parameters';
 
+/*
+ * Model bytes are float32 weights (and optimizer state), which pglz almost
+ * never shrinks by the quarter it needs: it would read every byte of every
+ * version written (a third of the time nn_fit took to store an 8 MB model)
+ * to keep them uncompressed anyway.  Stored out of line as they are.
+ */
+ALTER TABLE nnpg.models ALTER COLUMN weights SET STORAGE EXTERNAL;
+
 -- back the models up with pg_dump
 SELECT pg_catalog.pg_extension_config_dump('nnpg.models', '');
 

@@ -15,7 +15,8 @@ SELECT relname, relrowsecurity, relforcerowsecurity
 FROM pg_class WHERE oid = 'nnpg.models'::regclass;
 SELECT extconfig::regclass[] FROM pg_extension WHERE extname = 'nnpg';
 SELECT polname, polcmd FROM pg_policy WHERE polrelid = 'nnpg.models'::regclass;
-SELECT attname, format_type(atttypid, atttypmod)
+-- model bytes are stored out of line uncompressed (storage e)
+SELECT attname, format_type(atttypid, atttypmod), attstorage
 FROM pg_attribute
 WHERE attrelid = 'nnpg.models'::regclass AND attnum > 0 AND NOT attisdropped
 ORDER BY attnum;
