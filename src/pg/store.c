@@ -21,6 +21,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
+#include "nodes/params.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
@@ -179,42 +180,51 @@ nnpg_insert_model(const char *name, bool version_isnull, int32 version,
 	" COALESCE($3, CURRENT_USER), $4, $5, $6, $7, $8, $9)"
 	" ON CONFLICT (name, version) DO NOTHING"
 	" RETURNING m.version";
-	Oid			argtypes[9] = {TEXTOID, INT4OID, NAMEOID, JSONBOID, JSONBOID,
-	JSONBOID, JSONBOID, BYTEAOID, INT8OID};
-	Datum		values[9];
-	char		nulls[9];
+	static const Oid argtypes[9] = {TEXTOID, INT4OID, NAMEOID, JSONBOID,
+	JSONBOID, JSONBOID, JSONBOID, BYTEAOID, INT8OID};
+	ParamListInfo args = makeParamList(9);
+	SPIPlanPtr	plan;
 	NameData   *ownername = palloc0(sizeof(NameData));
 	int			rc;
 	bool		isnull;
 	int32		stored;
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(name);
-	values[1] = Int32GetDatum(version);
-	if (version_isnull)
-		nulls[1] = 'n';
+	for (int i = 0; i < 9; i++)
+	{
+		args->params[i].ptype = argtypes[i];
+		args->params[i].pflags = PARAM_FLAG_CONST;
+		args->params[i].isnull = false;
+	}
+	/*
+	 * Not a constant to the planner, which would copy the value into the
+	 * plan: a model's bytes can be many megabytes.
+	 */
+	args->params[7].pflags = 0;
+
+	args->params[0].value = CStringGetTextDatum(name);
+	args->params[1].value = Int32GetDatum(version);
+	args->params[1].isnull = version_isnull;
 	if (owner != NULL)
 		namestrcpy(ownername, owner);
-	else
-		nulls[2] = 'n';
-	values[2] = NameGetDatum(ownername);
-	values[3] = layers;
-	values[4] = training;
-	values[5] = metrics;
-	if (metrics_isnull)
-		nulls[5] = 'n';
-	values[6] = history;
-	if (history_isnull)
-		nulls[6] = 'n';
-	values[7] = PointerGetDatum(weights);
-	values[8] = Int64GetDatum(params);
-	if (weights == NULL)
-	{
-		nulls[7] = 'n';
-		nulls[8] = 'n';
-	}
+	args->params[2].value = NameGetDatum(ownername);
+	args->params[2].isnull = owner == NULL;
+	args->params[3].value = layers;
+	args->params[4].value = training;
+	args->params[5].value = metrics;
+	args->params[5].isnull = metrics_isnull;
+	args->params[6].value = history;
+	args->params[6].isnull = history_isnull;
+	args->params[7].value = PointerGetDatum(weights);
+	args->params[7].isnull = weights == NULL;
+	args->params[8].value = Int64GetDatum(params);
+	args->params[8].isnull = weights == NULL;
 
-	rc = SPI_execute_with_args(sql, 9, argtypes, values, nulls, false, 1);
+	plan = SPI_prepare(sql, 9, (Oid *) argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the insert into nnpg.models: %s",
+			 SPI_result_code_string(SPI_result));
+	rc = SPI_execute_plan_with_paramlist(plan, args, false, 1);
+	SPI_freeplan(plan);
 	if (rc != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into nnpg.models: %s",
 			 SPI_result_code_string(rc));
