@@ -43,6 +43,10 @@ extern size_t nnpg_data_cache_bytes(void);
 /* An allocator bound to a memory context, itself allocated in it. */
 extern nn_alloc *nnpg_alloc_create(MemoryContext cxt);
 
+/* 2 MB: the size of a transparent huge page on x86-64 and arm64 */
+#define NNPG_HUGE_PAGE ((uintptr_t) 2 * 1024 * 1024)
+extern void nnpg_advise_huge(void *p, size_t size);
+
 /* CRC-32C step with PostgreSQL's implementation (nn_crc32c_fn). */
 extern uint32_t nnpg_crc32c(uint32_t crc, const void *data, size_t len);
 
