@@ -180,8 +180,8 @@ nnpg_insert_model(const char *name, bool version_isnull, int32 version,
 	" COALESCE($3, CURRENT_USER), $4, $5, $6, $7, $8, $9)"
 	" ON CONFLICT (name, version) DO NOTHING"
 	" RETURNING m.version";
-	static const Oid argtypes[9] = {TEXTOID, INT4OID, NAMEOID, JSONBOID,
-	JSONBOID, JSONBOID, JSONBOID, BYTEAOID, INT8OID};
+	Oid			argtypes[9] = {TEXTOID, INT4OID, NAMEOID, JSONBOID, JSONBOID,
+	JSONBOID, JSONBOID, BYTEAOID, INT8OID};
 	ParamListInfo args = makeParamList(9);
 	SPIPlanPtr	plan;
 	NameData   *ownername = palloc0(sizeof(NameData));
@@ -219,7 +219,7 @@ nnpg_insert_model(const char *name, bool version_isnull, int32 version,
 	args->params[8].value = Int64GetDatum(params);
 	args->params[8].isnull = weights == NULL;
 
-	plan = SPI_prepare(sql, 9, (Oid *) argtypes);
+	plan = SPI_prepare(sql, 9, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the insert into nnpg.models: %s",
 			 SPI_result_code_string(SPI_result));
