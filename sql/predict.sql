@@ -19,13 +19,17 @@ SELECT array_length(nn_predict('clf', '{1.5, 1}'::real[]), 1) AS outputs,
        nn_classify('clf', '\x0000'::bytea) AS c_bytes;
 SELECT abs((SELECT sum(p) FROM unnest(nn_predict('clf', '{0.3, -0.2}'::real[])) p) - 1) < 1e-5 AS sums_to_one;
 
--- per-row calls agree with the labels and with nn_predict_batch
+-- per-row calls agree with the labels and with nn_predict_batch: the same
+-- classes, and probabilities to float rounding (one row goes through sgemv,
+-- a batch through sgemm, which add up in another order)
 SELECT count(*) FILTER (WHERE nn_classify('clf', x) = y)::float / count(*) > 0.9 AS accurate
 FROM blobs;
 SELECT count(*) AS disagreements
 FROM nn_predict_batch('clf', 'SELECT id, x FROM blobs') b
 JOIN blobs USING (id)
-WHERE b.prediction <> nn_predict('clf', blobs.x) OR b.class <> nn_classify('clf', blobs.x);
+WHERE b.class <> nn_classify('clf', blobs.x)
+   OR cardinality(b.prediction) <> cardinality(nn_predict('clf', blobs.x))
+   OR (SELECT max(abs(p - q)) FROM unnest(b.prediction, nn_predict('clf', blobs.x)) u(p, q)) > 1e-6;
 SELECT count(*) AS rows, count(DISTINCT id) AS ids
 FROM nn_predict_batch('clf', 'SELECT id::bigint, x FROM blobs');
 SELECT id, class FROM nn_predict_batch('clf', 'SELECT id::smallint, x FROM blobs ORDER BY id LIMIT 3');

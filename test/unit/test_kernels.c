@@ -146,7 +146,8 @@ check_dense(const dense_shape *s)
 	free(rdx);
 }
 
-/* Dense on awkward shapes, from 1x1x1 to thread-split sizes. */
+/* Dense on awkward shapes, from 1x1x1 to thread-split sizes; one row goes
+ * through sgemv, more through sgemm. */
 static void
 test_dense_naive(void **state)
 {
@@ -155,6 +156,8 @@ test_dense_naive(void **state)
 		{129, 7, 3, false}, {5, 64, 1, true}, {1, 300, 10, true},
 		/* over the core's 2^20 multiply-adds: split over threads, odd batch */
 		{129, 300, 40, true},
+		/* split into one-row shares (sgemv) beside a two-row one (sgemm) */
+		{2, 512, 1100, false}, {3, 600, 600, true},
 	};
 
 	(void) state;
