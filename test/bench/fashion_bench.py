@@ -1102,21 +1102,23 @@ def main():
         read["ratio_net_" + key[:-2]] = net / read[key]
         rep.add("  vs scan %s s" % what, read[key], None,
                 read["ratio_net_" + key[:-2]], digits=3)
-    net = read["nnpg_load_fresh_s"] - read["nnpg_fixed_fresh_s"]
-    read.update(nnpg_net_fresh_s=net,
-                ratio_net_fresh_scan=net / read["fresh_scan_s"])
-    rep.add("  in a new backend each: nnpg reading the rows (minus fixed) s",
-            net, None, read["ratio_net_fresh_scan"], digits=3)
-    rep.add("  in a new backend: scan sum(length(img)) s",
-            read["fresh_scan_s"], digits=3)
+
+    def net_vs_scan(name, label, load, fixed, scan, scan_label):
+        """nnpg's read minus its fixed part, against a scan: two rows."""
+        net = read[load] - read[fixed]
+        read["nnpg_net_%s_s" % name] = net
+        read["ratio_net_" + name] = net / read[scan]
+        rep.add(label, net, None, read["ratio_net_" + name], digits=3)
+        rep.add(scan_label, read[scan], digits=3)
+
+    net_vs_scan("fresh", "  in a new backend each: nnpg reading the rows "
+                "(minus fixed) s", "nnpg_load_fresh_s", "nnpg_fixed_fresh_s",
+                "fresh_scan_s", "  in a new backend: scan sum(length(img)) s")
     if "nnpg_load_real_s" in read:
-        net = read["nnpg_load_real_s"] - read["nnpg_fixed_s"]
-        read.update(nnpg_net_real_s=net,
-                    ratio_net_real=net / read["plain_scan_real_s"])
-        rep.add("real[]: nnpg reading the rows (minus fixed part) vs scan s",
-                net, None, read["ratio_net_real"], digits=3)
-        rep.add("  plain scan SELECT sum(cardinality(pixels)) s",
-                read["plain_scan_real_s"], digits=3)
+        net_vs_scan("real", "real[]: nnpg reading the rows (minus fixed part) "
+                    "vs scan s", "nnpg_load_real_s", "nnpg_fixed_s",
+                    "plain_scan_real_s",
+                    "  plain scan SELECT sum(cardinality(pixels)) s")
 
     print()
     print("nnpg %s on PostgreSQL %s vs PyTorch %s (CNN %s): Fashion-MNIST, "
