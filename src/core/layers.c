@@ -705,23 +705,26 @@ dense_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 					r1;
 
 		nn_thread_rows(n, &r0, &r1);
-		/*
-		 * One row (a per-row prediction) by sgemv, which reads the weights
-		 * once: sgemm would first pack all of them into its own buffer.
-		 */
-		if (r1 - r0 == 1)
-			cblas_sgemv(CblasRowMajor, CblasTrans, K, U, 1.0f,
-						m->params + l->w_off, U, x + (size_t) r0 * K, 1,
-						0.0f, l->ybuf + (size_t) r0 * U, 1);
-		else if (r1 > r0)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-						r1 - r0, U, K, 1.0f, x + (size_t) r0 * K, K,
-						m->params + l->w_off, U, 0.0f,
-						l->ybuf + (size_t) r0 * U, U);
 		if (r1 > r0)
+		{
+			/*
+			 * One row (a per-row prediction) by sgemv, which reads the
+			 * weights once: sgemm would first pack all of them into its
+			 * own buffer.
+			 */
+			if (r1 - r0 == 1)
+				cblas_sgemv(CblasRowMajor, CblasTrans, K, U, 1.0f,
+							m->params + l->w_off, U, x + (size_t) r0 * K, 1,
+							0.0f, l->ybuf + (size_t) r0 * U, 1);
+			else
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+							r1 - r0, U, K, 1.0f, x + (size_t) r0 * K, K,
+							m->params + l->w_off, U, 0.0f,
+							l->ybuf + (size_t) r0 * U, U);
 			finish_rows(l, l->ybuf + (size_t) r0 * U,
 						l->logits ? l->logits + (size_t) r0 * U : NULL,
 						b, r1 - r0, U);
+		}
 	}
 }
 
