@@ -6,8 +6,11 @@
 #   --epochs N  training epochs (default 5)
 #   --rows N    load only the first N rows of each split, for a quick run
 #   --port N    the cluster's port (default 5499)
-# The server keeps running afterwards; the last lines say how to connect to
-# it with psql and how to stop it.
+# Installing packages, building and starting the server print one line per
+# step; their full output goes to a log file (build/demo.log in the
+# repository, or NNPG_DEMO_LOG), whose name and last lines are printed if a
+# step fails. The server keeps running afterwards; the last lines say how to
+# connect to it with psql and how to stop it.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -30,8 +33,35 @@ done
 export NNPG_PORT
 cluster=(bash "$NNPG_ROOT/scripts/cluster.sh" -p "$NNPG_PORT")
 
-bash "$NNPG_ROOT/scripts/setup.sh"
-"${cluster[@]}" start
+# The log of the quiet steps: a fresh one per run.
+log=${NNPG_DEMO_LOG:-$NNPG_ROOT/build/demo.log}
+if ! { mkdir -p "$(dirname "$log")" && : >"$log"; } 2>/dev/null; then
+	log=$(mktemp /tmp/nnpg-demo.XXXXXX.log)
+fi
+printf '# scripts/demo.sh, %s\n' "$(date)" >>"$log"
+
+# quietly CMD...: run CMD with all its output in the log, showing only its
+# progress lines ("==> ...", from nnpg_log); if it fails, show where the
+# log is and how it ends, and stop.
+quietly() {
+	local rc
+	printf '\n#### %s\n' "$*" >>"$log"
+	set +e
+	"$@" 2>&1 | tee -a "$log" | { grep --line-buffered '^==> ' || true; } >&2
+	rc=${PIPESTATUS[0]}
+	set -e
+	if [ "$rc" != 0 ]; then
+		printf '\nerror: "%s" failed (exit %s); the last 30 lines of its log %s:\n\n' \
+			"$*" "$rc" "$log" >&2
+		tail -n 30 "$log" | sed 's/^/    /' >&2
+		printf '\n' >&2
+		nnpg_die "the demo stopped; the full output is in $log"
+	fi
+}
+
+nnpg_log "installing, building and starting the server (output: $log)"
+quietly bash "$NNPG_ROOT/scripts/setup.sh"
+quietly "${cluster[@]}" start
 eval "$("${cluster[@]}" env)"
 export PGHOST PGPORT PGUSER PGDATABASE
 

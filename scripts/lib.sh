@@ -8,8 +8,9 @@
 #   NNPG_CLUSTER_DIR   where that cluster lives (data dir, socket, log)
 #   NNPG_OS_USER       unprivileged OS user the server runs as when we are root
 
-# OpenBLAS on these AMD EPYC machines: pin the kernel and the L2 size, as
-# shared/BENCHMARKING.md says, in the build, the tests and the server.
+# OpenBLAS on these AMD EPYC machines: pin the kernel and the L2 size (older
+# OpenBLAS builds miscompute there otherwise) in the build, the tests and the
+# server, and give both sides of a benchmark the same setting.
 : "${OPENBLAS_CORETYPE:=Haswell}"
 : "${OPENBLAS_L2_SIZE:=512}"
 export OPENBLAS_CORETYPE OPENBLAS_L2_SIZE

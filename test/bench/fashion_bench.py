@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fashion-MNIST benchmark: nnpg inside PostgreSQL against PyTorch (issue 4).
+"""Fashion-MNIST benchmark: nnpg inside PostgreSQL against PyTorch.
 
 Run it through test/bench/run.sh (throwaway cluster, data loaded), or by
 hand against a server holding the tables of scripts/load_fashion.py and the
@@ -11,7 +11,7 @@ nnpg extension (connection from the PG* environment variables, or --dsn):
 
 In one invocation it
 
-  1. trains the three models of issue 4 (seed CNN, seed MLP, wide MLP) with
+  1. trains the three benchmark models (seed CNN, seed MLP, wide MLP) with
      nn_fit on the bytea layout, and each of them right after in PyTorch
      (Debian's python3-torch, in a subprocess with OPENBLAS_NUM_THREADS=1,
      torch.set_num_threads(cores), Keras-equal init, Adam eps 1e-7, the same
@@ -24,7 +24,7 @@ In one invocation it
   3. measures inference (nn_predict_batch, per-row nn_classify, PyTorch at
      batch 1000) and the cost of reading the table into training buffers
      against a plain scan;
-  4. prints one table of the figures beside the targets of issue 4, with
+  4. prints one table of the figures beside their targets, with
      PASS/MISS, and writes everything as JSON.
 
 Run as root (or as the server's OS user) so the backend's /proc/PID/status
@@ -79,7 +79,7 @@ WIDE_LAYERS = [
 TINY_LAYERS = [{"type": "dense", "units": 10, "activation": "softmax"}]
 
 # name -> (title, layers without the rescale, batch size, accuracy target,
-#          PyTorch's accuracy on this data per issue 4)
+#          PyTorch's reference accuracy on this data)
 MODELS = {
     "cnn": ("seed CNN", CNN_LAYERS, 64, 0.89, "0.893-0.902"),
     "mlp": ("seed MLP", MLP_LAYERS, 32, 0.86, "0.864-0.866"),
@@ -597,7 +597,7 @@ class Report:
 
 def main():
     ap = argparse.ArgumentParser(
-        description="nnpg vs PyTorch on Fashion-MNIST (issue 4). Connects "
+        description="nnpg vs PyTorch on Fashion-MNIST. Connects "
                     "as the PG* environment variables say.")
     ap.add_argument("--epochs", type=int,
                     help="epochs per fit (default 5; 1 with --quick)")
@@ -1004,7 +1004,7 @@ def main():
                      for x in tr])]))
         na = spread([x["test_accuracy"] for x in nr])
         ta = spread([x["test_accuracy"] for x in tr])
-        rep.add("test accuracy (PyTorch per issue 4: %s)" % torch_ref, na, ta,
+        rep.add("test accuracy (PyTorch reference: %s)" % torch_ref, na, ta,
                 None, ">= %.2f" % acc_target, na["median"] >= acc_target,
                 digits=4)
         rep.add("other processes' CPU during the fit, cores of %d"
@@ -1150,7 +1150,7 @@ def main():
              info["loadavg_end"][0]))
     print("How: " + info["method"] + ".")
     if args.quick:
-        print("QUICK RUN: the targets of issue 4 are for the full data and 5 "
+        print("QUICK RUN: the targets are for the full data and 5 "
               "epochs; statuses marked * are indicative only.")
     rep.print()
     others = [x["cpu"]["other_cores"] for runs in (nnpg_runs, torch_runs)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Fashion-MNIST benchmark of issue 4: nnpg against PyTorch, in one command.
+# The Fashion-MNIST benchmark: nnpg against PyTorch, in one command.
 #
 # usage: bash test/bench/run.sh [--port N] [--no-setup] [--keep] [BENCH OPTIONS]
 #   --port N    port of the throwaway cluster (default 5488, or NNPG_BENCH_PORT)
