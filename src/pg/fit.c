@@ -1,14 +1,16 @@
 /*
  * fit.c: nn_fit, training a model on the rows of a query.
  *
- * Flow: lock the model name (concurrent fits of one model serialize), load
- * the version to continue from (or build it: a model created without an
- * input shape takes it from the first row), read the training rows (and
- * the validation rows), adapt normalize layers, then run the epochs and,
- * only when all of it succeeded, insert the next version with weights,
- * optimizer state, settings and history.  An error or a cancel anywhere
- * stores nothing, and everything allocated lives in the call's "nnpg fit"
- * context, so nothing leaks.
+ * Flow, in named steps as PostgreSQL's executor runs a node (init, run,
+ * end): read and check the arguments and options, lock the model name
+ * (concurrent fits of one model serialize), load the version to continue
+ * from (or build it: a model created without an input shape takes it from
+ * the first row), read the training rows (and the validation rows), adapt
+ * normalize layers, then run the epochs and, only when all of it
+ * succeeded, insert the next version with weights, optimizer state,
+ * settings and history.  An error or a cancel anywhere stores nothing, and
+ * everything allocated lives in the call's "nnpg fit" context, so nothing
+ * leaks.
  *
  * Data: rows that fit in nnpg.data_cache_mb are kept in memory, compact
  * (one record per row: (in) bytes when every feature column is bytea, else
@@ -62,6 +64,8 @@ typedef struct fit_options
 	double		min_lr;
 	bool		skip_nulls;
 	bool		reset;
+	bool		have_rate;		/* decay_rate was given */
+	bool		have_steps;		/* decay_steps was given */
 	/* class_weight: weights[i] of class[i]; dense arrays use class = i */
 	int			n_cw;
 	int32	   *cw_class;
@@ -125,7 +129,7 @@ typedef struct fit_state
 	int64		batch_no;		/* 1-based within the epoch */
 } fit_state;
 
-/* "epoch 3, batch 17 of model "m"" on errors raised while training. */
+/* Error context while training: the model, epoch and batch. */
 static void
 fit_error_callback(void *arg)
 {
@@ -140,7 +144,7 @@ fit_error_callback(void *arg)
 
 static void bad_fit_option(const char *key, const char *what) pg_attribute_noreturn();
 
-/* `option "momentum" must be a number` */
+/* Raise `option "key" must be <what>` (22023). */
 static void
 bad_fit_option(const char *key, const char *what)
 {
@@ -150,7 +154,7 @@ bad_fit_option(const char *key, const char *what)
 	pg_unreachable();
 }
 
-/* A finite number option. */
+/* The value of a finite number option. */
 static double
 option_number(const char *key, JsonbValue *v)
 {
@@ -161,7 +165,7 @@ option_number(const char *key, JsonbValue *v)
 	return d;
 }
 
-/* A string option. */
+/* The value of a string option, palloc'd. */
 static char *
 option_string(const char *key, JsonbValue *v)
 {
@@ -170,70 +174,287 @@ option_string(const char *key, JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* class_weight: [w0, w1, ...] or {"0": w0, "3": w3}. */
+/* A non-negative class weight that a float holds; false if it is not one. */
+static bool
+class_weight_value(JsonbValue *v, float *w)
+{
+	double		d;
+
+	if (v == NULL || !nnpg_jsonb_number(v, &d) || !isfinite(d) || d < 0 ||
+		d > FLT_MAX)
+		return false;
+	*w = (float) d;
+	return true;
+}
+
+/* class_weight as an array [w0, w1, ...]: class i weighs wi. */
 static void
-parse_class_weight(JsonbValue *v, fit_options *fo)
+parse_class_weight_array(JsonbContainer *c, fit_options *fo)
+{
+	for (int i = 0; i < fo->n_cw; i++)
+	{
+		if (!class_weight_value(getIthJsonbValueFromContainer(c, i),
+								&fo->cw_weight[i]))
+			bad_fit_option("class_weight", "an array of non-negative numbers");
+		fo->cw_class[i] = i;
+	}
+}
+
+/* class_weight as an object {"0": w0, "3": w3}: listed classes only. */
+static void
+parse_class_weight_object(JsonbContainer *c, fit_options *fo)
+{
+	JsonbIterator *it = JsonbIteratorInit(c);
+	JsonbValue	k;
+	JsonbValue	val;
+	JsonbIteratorToken tok;
+	int			i = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+		char	   *end;
+		long		cls;
+
+		if (tok != WJB_KEY)
+			continue;
+		(void) JsonbIteratorNext(&it, &val, true);
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		errno = 0;
+		cls = strtol(key, &end, 10);
+		if (*key == '\0' || *end != '\0' || errno != 0 || cls < 0 ||
+			cls > PG_INT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"class_weight\" has key \"%s\", which is not a class index",
+							key)));
+		if (!class_weight_value(&val, &fo->cw_weight[i]))
+			bad_fit_option("class_weight", "an object of class: non-negative weight pairs");
+		fo->cw_class[i] = (int32) cls;
+		i++;
+	}
+	fo->n_cw = i;
+}
+
+/* The class_weight option: an array of weights or an object of pairs. */
+static void
+parse_class_weight(const char *key, JsonbValue *v, fit_options *fo)
 {
 	JsonbContainer *c;
-	int			n;
 
 	if (v->type != jbvBinary)
-		bad_fit_option("class_weight", "an array of weights or an object of class: weight pairs");
+		bad_fit_option(key, "an array of weights or an object of class: weight pairs");
 	c = v->val.binary.data;
-	n = JsonContainerSize(c);
-	fo->n_cw = n;
-	fo->cw_class = palloc(sizeof(int32) * Max(n, 1));
-	fo->cw_weight = palloc(sizeof(float) * Max(n, 1));
+	fo->n_cw = JsonContainerSize(c);
+	fo->cw_class = palloc(sizeof(int32) * Max(fo->n_cw, 1));
+	fo->cw_weight = palloc(sizeof(float) * Max(fo->n_cw, 1));
 	if (JsonContainerIsArray(c))
-	{
-		for (int i = 0; i < n; i++)
-		{
-			JsonbValue *e = getIthJsonbValueFromContainer(c, i);
-			double		w;
-
-			if (e == NULL || !nnpg_jsonb_number(e, &w) || !isfinite(w) ||
-				w < 0 || w > FLT_MAX)
-				bad_fit_option("class_weight", "an array of non-negative numbers");
-			fo->cw_class[i] = i;
-			fo->cw_weight[i] = (float) w;
-		}
-	}
+		parse_class_weight_array(c, fo);
 	else
+		parse_class_weight_object(c, fo);
+}
+
+/* The learning-rate schedules by name; plateau is a constant rate cut by fit. */
+static const struct
+{
+	const char *name;
+	nn_schedule_kind schedule;
+	bool		plateau;
+}			lr_schedules[] =
+{
+	{"constant", NN_SCHED_CONSTANT, false},
+	{"step", NN_SCHED_STEP, false},
+	{"exponential", NN_SCHED_EXPONENTIAL, false},
+	{"plateau", NN_SCHED_CONSTANT, true},
+};
+
+/* The lr_schedule option: one of lr_schedules by name. */
+static void
+parse_lr_schedule(const char *key, JsonbValue *v, fit_options *fo)
+{
+	char	   *s = option_string(key, v);
+
+	for (int i = 0; i < lengthof(lr_schedules); i++)
 	{
-		JsonbIterator *it = JsonbIteratorInit(c);
-		JsonbValue	k;
-		JsonbValue	val;
-		JsonbIteratorToken tok;
-		int			i = 0;
-
-		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		if (strcmp(s, lr_schedules[i].name) == 0)
 		{
-			char	   *key;
-			char	   *end;
-			long		cls;
-			double		w;
-
-			if (tok != WJB_KEY)
-				continue;
-			(void) JsonbIteratorNext(&it, &val, true);
-			key = pnstrdup(k.val.string.val, k.val.string.len);
-			errno = 0;
-			cls = strtol(key, &end, 10);
-			if (*key == '\0' || *end != '\0' || errno != 0 || cls < 0 ||
-				cls > PG_INT32_MAX)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"class_weight\" has key \"%s\", which is not a class index",
-								key)));
-			if (!nnpg_jsonb_number(&val, &w) || !isfinite(w) || w < 0 ||
-				w > FLT_MAX)
-				bad_fit_option("class_weight", "an object of class: non-negative weight pairs");
-			fo->cw_class[i] = (int32) cls;
-			fo->cw_weight[i] = (float) w;
-			i++;
+			fo->opt.schedule = lr_schedules[i].schedule;
+			fo->plateau = lr_schedules[i].plateau;
+			return;
 		}
-		fo->n_cw = i;
 	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized lr_schedule \"%s\"", s),
+			 errhint("Schedules are constant, step, exponential and plateau.")));
+}
+
+/* The on_null option: "error" fails on a row with a NULL, "skip" skips it. */
+static void
+parse_on_null(const char *key, JsonbValue *v, fit_options *fo)
+{
+	char	   *s = option_string(key, v);
+
+	if (strcmp(s, "error") == 0)
+		fo->skip_nulls = false;
+	else if (strcmp(s, "skip") == 0)
+		fo->skip_nulls = true;
+	else
+		bad_fit_option(key, "\"error\" or \"skip\"");
+}
+
+/* How an option's JSON value is read, and the C type it is stored as. */
+typedef enum fit_option_type
+{
+	FOPT_FLOAT,					/* a number, stored and range-checked as float */
+	FOPT_DOUBLE,				/* a number */
+	FOPT_INT32,					/* an integral number */
+	FOPT_INT64,					/* an integral number */
+	FOPT_BOOL,					/* true or false */
+	FOPT_SPECIAL				/* read by the row's parse function */
+} fit_option_type;
+
+/* Range flags of a fit_option_def: bounds are inclusive unless these say. */
+#define FOPT_MIN_EXCLUSIVE	0x01
+#define FOPT_MAX_EXCLUSIVE	0x02
+
+/* One option of nn_fit's options jsonb, as PostgreSQL's reloptions rows. */
+typedef struct fit_option_def
+{
+	const char *name;			/* the JSON key */
+	fit_option_type type;
+	int			offset;			/* offsetof the value in fit_options */
+	double		min;			/* allowed range of a number */
+	double		max;
+	int			flags;			/* FOPT_MIN_EXCLUSIVE, FOPT_MAX_EXCLUSIVE */
+	const char *what;			/* "must be <what>" outside the range */
+	int			seen;			/* offsetof a bool set when given, or -1 */
+	void		(*parse) (const char *key, JsonbValue *v, fit_options *fo);
+} fit_option_def;
+
+/* Any finite number, stored as a float field of the optimizer spec. */
+#define FOPT_OPTIMIZER(key, field) \
+	{(key), FOPT_FLOAT, offsetof(fit_options, opt.field), -HUGE_VAL, HUGE_VAL, \
+	 0, NULL, -1, NULL}
+/* An option read by a parse function of its own. */
+#define FOPT_PARSED(key, fn) \
+	{(key), FOPT_SPECIAL, 0, 0, 0, 0, NULL, -1, (fn)}
+
+/* The options, in the order the unrecognized-option hint lists them. */
+static const fit_option_def fit_option_table[] =
+{
+	FOPT_OPTIMIZER("momentum", momentum),
+	FOPT_OPTIMIZER("beta1", beta1),
+	FOPT_OPTIMIZER("beta2", beta2),
+	FOPT_OPTIMIZER("epsilon", epsilon),
+	FOPT_OPTIMIZER("rho", rho),
+	FOPT_OPTIMIZER("weight_decay", weight_decay),
+	FOPT_OPTIMIZER("initial_accumulator", initial_accumulator),
+	FOPT_OPTIMIZER("clipnorm", clipnorm),
+	FOPT_OPTIMIZER("clipvalue", clipvalue),
+	FOPT_PARSED("class_weight", parse_class_weight),
+	FOPT_PARSED("lr_schedule", parse_lr_schedule),
+	{"decay_rate", FOPT_FLOAT, offsetof(fit_options, opt.decay_rate),
+	 0, HUGE_VAL, FOPT_MIN_EXCLUSIVE, "a positive number",
+	 offsetof(fit_options, have_rate), NULL},
+	{"decay_steps", FOPT_INT64, offsetof(fit_options, opt.decay_steps),
+	 1, (double) PG_INT64_MAX / 2, 0, "a positive integer",
+	 offsetof(fit_options, have_steps), NULL},
+	{"plateau_factor", FOPT_DOUBLE, offsetof(fit_options, plateau_factor),
+	 0, 1, FOPT_MIN_EXCLUSIVE | FOPT_MAX_EXCLUSIVE, "a number between 0 and 1",
+	 -1, NULL},
+	{"plateau_patience", FOPT_INT32, offsetof(fit_options, plateau_patience),
+	 0, PG_INT32_MAX, 0, "a non-negative integer", -1, NULL},
+	{"min_lr", FOPT_DOUBLE, offsetof(fit_options, min_lr),
+	 0, HUGE_VAL, 0, "a non-negative number", -1, NULL},
+	FOPT_PARSED("on_null", parse_on_null),
+	{"reset", FOPT_BOOL, offsetof(fit_options, reset), 0, 0, 0, NULL, -1, NULL},
+};
+
+/* The table row of an option key, or NULL. */
+static const fit_option_def *
+find_fit_option(const char *key)
+{
+	for (int i = 0; i < lengthof(fit_option_table); i++)
+	{
+		if (strcmp(fit_option_table[i].name, key) == 0)
+			return &fit_option_table[i];
+	}
+	return NULL;
+}
+
+/* "momentum, beta1, ... on_null and reset": every option key, for a hint. */
+static char *
+fit_option_names(void)
+{
+	StringInfoData buf;
+	int			n = lengthof(fit_option_table);
+
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, i == n - 1 ? " and " : ", ");
+		appendStringInfoString(&buf, fit_option_table[i].name);
+	}
+	return buf.data;
+}
+
+/* Raise the option's error unless d is in its row's range (and integral). */
+static void
+check_option_range(const fit_option_def *def, double d)
+{
+	bool		integral = def->type == FOPT_INT32 || def->type == FOPT_INT64;
+	bool		below = (def->flags & FOPT_MIN_EXCLUSIVE) ?
+		!(d > def->min) : d < def->min;
+	bool		above = (def->flags & FOPT_MAX_EXCLUSIVE) ?
+		!(d < def->max) : d > def->max;
+
+	if ((integral && d != floor(d)) || below || above)
+		bad_fit_option(def->name, def->what);
+}
+
+/* Check an option's value as its row says and store it in fo. */
+static void
+store_fit_option(const fit_option_def *def, JsonbValue *v, fit_options *fo)
+{
+	char	   *field = (char *) fo + def->offset;
+	double		d;
+
+	switch (def->type)
+	{
+		case FOPT_SPECIAL:
+			def->parse(def->name, v, fo);
+			break;
+		case FOPT_BOOL:
+			if (v->type != jbvBool)
+				bad_fit_option(def->name, "a boolean");
+			*(bool *) field = v->val.boolean;
+			break;
+		case FOPT_FLOAT:
+			/* the range applies to the float that is stored */
+			d = (float) option_number(def->name, v);
+			check_option_range(def, d);
+			*(float *) field = (float) d;
+			break;
+		case FOPT_DOUBLE:
+			d = option_number(def->name, v);
+			check_option_range(def, d);
+			*(double *) field = d;
+			break;
+		case FOPT_INT32:
+			d = option_number(def->name, v);
+			check_option_range(def, d);
+			*(int32 *) field = (int32) d;
+			break;
+		case FOPT_INT64:
+			d = option_number(def->name, v);
+			check_option_range(def, d);
+			*(int64 *) field = (int64) d;
+			break;
+	}
+	if (def->seen >= 0)
+		*(bool *) ((char *) fo + def->seen) = true;
 }
 
 /* Parse the options jsonb over the optimizer's defaults. */
@@ -244,8 +465,6 @@ parse_options(Jsonb *options, fit_options *fo)
 	JsonbValue	k;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	bool		have_rate = false;
-	bool		have_steps = false;
 
 	fo->plateau_factor = 0.1;
 	fo->plateau_patience = 10;
@@ -260,125 +479,31 @@ parse_options(Jsonb *options, fit_options *fo)
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		char	   *key;
+		const fit_option_def *def;
 
 		if (tok != WJB_KEY)
 			continue;
 		(void) JsonbIteratorNext(&it, &v, true);
 		key = pnstrdup(k.val.string.val, k.val.string.len);
-
-		if (strcmp(key, "momentum") == 0)
-			fo->opt.momentum = (float) option_number(key, &v);
-		else if (strcmp(key, "beta1") == 0)
-			fo->opt.beta1 = (float) option_number(key, &v);
-		else if (strcmp(key, "beta2") == 0)
-			fo->opt.beta2 = (float) option_number(key, &v);
-		else if (strcmp(key, "epsilon") == 0)
-			fo->opt.epsilon = (float) option_number(key, &v);
-		else if (strcmp(key, "rho") == 0)
-			fo->opt.rho = (float) option_number(key, &v);
-		else if (strcmp(key, "weight_decay") == 0)
-			fo->opt.weight_decay = (float) option_number(key, &v);
-		else if (strcmp(key, "initial_accumulator") == 0)
-			fo->opt.initial_accumulator = (float) option_number(key, &v);
-		else if (strcmp(key, "clipnorm") == 0)
-			fo->opt.clipnorm = (float) option_number(key, &v);
-		else if (strcmp(key, "clipvalue") == 0)
-			fo->opt.clipvalue = (float) option_number(key, &v);
-		else if (strcmp(key, "class_weight") == 0)
-			parse_class_weight(&v, fo);
-		else if (strcmp(key, "lr_schedule") == 0)
-		{
-			char	   *s = option_string(key, &v);
-
-			fo->plateau = false;
-			if (strcmp(s, "constant") == 0)
-				fo->opt.schedule = NN_SCHED_CONSTANT;
-			else if (strcmp(s, "step") == 0)
-				fo->opt.schedule = NN_SCHED_STEP;
-			else if (strcmp(s, "exponential") == 0)
-				fo->opt.schedule = NN_SCHED_EXPONENTIAL;
-			else if (strcmp(s, "plateau") == 0)
-			{
-				fo->opt.schedule = NN_SCHED_CONSTANT;
-				fo->plateau = true;
-			}
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unrecognized lr_schedule \"%s\"", s),
-						 errhint("Schedules are constant, step, exponential and plateau.")));
-		}
-		else if (strcmp(key, "decay_rate") == 0)
-		{
-			fo->opt.decay_rate = (float) option_number(key, &v);
-			if (!(fo->opt.decay_rate > 0))
-				bad_fit_option(key, "a positive number");
-			have_rate = true;
-		}
-		else if (strcmp(key, "decay_steps") == 0)
-		{
-			double		d = option_number(key, &v);
-
-			if (d != floor(d) || d < 1 || d > (double) PG_INT64_MAX / 2)
-				bad_fit_option(key, "a positive integer");
-			fo->opt.decay_steps = (int64) d;
-			have_steps = true;
-		}
-		else if (strcmp(key, "plateau_factor") == 0)
-		{
-			fo->plateau_factor = option_number(key, &v);
-			if (!(fo->plateau_factor > 0 && fo->plateau_factor < 1))
-				bad_fit_option(key, "a number between 0 and 1");
-		}
-		else if (strcmp(key, "plateau_patience") == 0)
-		{
-			double		d = option_number(key, &v);
-
-			if (d != floor(d) || d < 0 || d > PG_INT32_MAX)
-				bad_fit_option(key, "a non-negative integer");
-			fo->plateau_patience = (int32) d;
-		}
-		else if (strcmp(key, "min_lr") == 0)
-		{
-			fo->min_lr = option_number(key, &v);
-			if (fo->min_lr < 0)
-				bad_fit_option(key, "a non-negative number");
-		}
-		else if (strcmp(key, "on_null") == 0)
-		{
-			char	   *s = option_string(key, &v);
-
-			if (strcmp(s, "error") == 0)
-				fo->skip_nulls = false;
-			else if (strcmp(s, "skip") == 0)
-				fo->skip_nulls = true;
-			else
-				bad_fit_option(key, "\"error\" or \"skip\"");
-		}
-		else if (strcmp(key, "reset") == 0)
-		{
-			if (v.type != jbvBool)
-				bad_fit_option(key, "a boolean");
-			fo->reset = v.val.boolean;
-		}
-		else
+		def = find_fit_option(key);
+		if (def == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized option \"%s\"", key),
-					 errhint("Options are momentum, beta1, beta2, epsilon, rho, weight_decay, initial_accumulator, clipnorm, clipvalue, class_weight, lr_schedule, decay_rate, decay_steps, plateau_factor, plateau_patience, min_lr, on_null and reset.")));
+					 errhint("Options are %s.", fit_option_names())));
+		store_fit_option(def, &v, fo);
 	}
 
-	if (fo->opt.schedule == NN_SCHED_STEP || fo->opt.schedule == NN_SCHED_EXPONENTIAL)
-	{
-		if (!have_steps || !have_rate)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("lr_schedule \"%s\" needs \"decay_rate\" and \"decay_steps\"",
-							fo->opt.schedule == NN_SCHED_STEP ? "step" : "exponential")));
-	}
+	if ((fo->opt.schedule == NN_SCHED_STEP ||
+		 fo->opt.schedule == NN_SCHED_EXPONENTIAL) &&
+		(!fo->have_steps || !fo->have_rate))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lr_schedule \"%s\" needs \"decay_rate\" and \"decay_steps\"",
+						fo->opt.schedule == NN_SCHED_STEP ? "step" : "exponential")));
 }
 
-/* The class weights as a dense array over n_classes. */
+/* The class weights as a dense array over n_classes (NULL: none given). */
 static float *
 class_weight_array(const fit_options *fo, int32 n_classes)
 {
@@ -400,7 +525,6 @@ class_weight_array(const fit_options *fo, int32 n_classes)
 	}
 	return w;
 }
-
 /* ---------- data ---------- */
 
 /* Bytes of a chunk of in-memory rows (a row larger than this gets its own). */
@@ -414,13 +538,7 @@ row_record(const rowsource *s, int64 i)
 		(size_t) (i % s->chunk_rows) * s->rec_bytes;
 }
 
-/*
- * size bytes in cxt for a chunk, starting on a huge page boundary so that
- * all of it can be backed by huge pages (nnpg_advise_huge): reading 60,000
- * rows of 784 bytes took 39 ms with small pages against 21 ms with huge
- * ones.  The head skipped for the alignment is never touched, so it costs
- * address space only.
- */
+/* size bytes in cxt for a chunk, starting on a huge page boundary. */
 static char *
 alloc_chunk(MemoryContext cxt, size_t size)
 {
@@ -428,6 +546,11 @@ alloc_chunk(MemoryContext cxt, size_t size)
 	char	   *block = MemoryContextAllocHuge(cxt, huge + NNPG_HUGE_PAGE);
 	char	   *start = (char *) TYPEALIGN(NNPG_HUGE_PAGE, block);
 
+	/*
+	 * All of the chunk can then be backed by huge pages (nnpg_advise_huge),
+	 * which makes filling it faster.  The head skipped for the alignment is
+	 * never touched, so it costs address space only.
+	 */
 	nnpg_advise_huge(start, huge);
 	return start;
 }
@@ -493,16 +616,13 @@ keep_row(nnpg_reader *r, void *arg)
 	s->n++;
 }
 
-/*
- * Read all rows once (the reader is on the first row): check every one,
- * and keep them in memory while they fit in budget bytes.  Returns the
- * bytes kept.
- */
+/* Read and check all rows once, keeping them while they fit; bytes kept. */
 static size_t
 load_rows(rowsource *s, size_t budget, float *scratch_x, float *scratch_y)
 {
 	size_t		x_bytes;
 
+	/* the reader is on the first row; budget bounds the bytes kept */
 	s->bytes = s->r.bytes_only;
 	s->n_in = s->r.n_in;
 	s->y_width = nnpg_reader_target_width(&s->r);
@@ -539,6 +659,7 @@ gather_row(const rowsource *s, int64 i, float *x, float *y)
 	return *(const int64 *) (rec + s->row_off);
 }
 
+/* What a pass does with each batch: train, evaluate or adapt on it. */
 typedef void (*batch_fn) (fit_state *fs, const float *x, const float *y,
 						  int32 n, void *arg);
 
@@ -568,12 +689,7 @@ stream_row(nnpg_reader *r, void *arg)
 	fs->slot_row[sp->k++] = r->row_no;
 }
 
-/*
- * Read the rows of a dataset again through row_fn, which adds at most one
- * row to the batch per row read, and run fn on each full batch.  Each read
- * asks for no more rows than the batch has room for, so the batch is run
- * here and not from inside the executor.
- */
+/* Read a dataset's rows again through row_fn; run fn on each full batch. */
 static void
 stream_dataset(fit_state *fs, dataset *ds, stream_pass *sp,
 			   nnpg_row_fn row_fn, batch_fn fn, void *arg)
@@ -581,6 +697,11 @@ stream_dataset(fit_state *fs, dataset *ds, stream_pass *sp,
 	nnpg_reader *r = &ds->src->r;
 	int64		left = ds->hi - ds->lo;
 
+	/*
+	 * row_fn adds at most one row to the batch per row read, and each read
+	 * asks for no more rows than the batch has room for, so the batch is run
+	 * here and not from inside the executor.
+	 */
 	nnpg_reader_rewind(r);
 	/* the rows before the range are checked, not converted */
 	(void) nnpg_reader_read(r, ds->lo, NULL, NULL);
@@ -638,7 +759,7 @@ dataset_pass(fit_state *fs, dataset *ds, batch_fn fn, void *arg)
 		fn(fs, fs->xbuf, fs->ybuf, k, arg);
 }
 
-/* One optimizer step. */
+/* One optimizer step on a batch. */
 static void
 train_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
 {
@@ -676,7 +797,7 @@ eval_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
 	fs->seen += n;
 }
 
-/* Statistics of normalize layers. */
+/* Feed a batch to the statistics of normalize layers. */
 static void
 adapt_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
 {
@@ -699,10 +820,7 @@ batch_add(fit_state *fs, int32 *k)
 	}
 }
 
-/*
- * Buffer a streamed row (the bounded shuffle); once the buffer is full,
- * the row takes the place of a random buffered one, which joins the batch.
- */
+/* Buffer a streamed row for the bounded shuffle, evicting one to the batch. */
 static void
 shuffle_row(nnpg_reader *r, void *arg)
 {
@@ -712,6 +830,7 @@ shuffle_row(nnpg_reader *r, void *arg)
 	int32		y_width = sp->src->y_width;
 	int64		j;
 
+	/* once the buffer is full, the row takes a random buffered row's place */
 	if (sp->filled < sp->cap)
 		j = sp->filled++;
 	else
@@ -728,6 +847,64 @@ shuffle_row(nnpg_reader *r, void *arg)
 	sp->brow[j] = r->row_no;
 }
 
+
+/* Emit the rows left in a bounded-shuffle buffer in random order. */
+static void
+drain_shuffle_buffer(fit_state *fs, stream_pass *sp)
+{
+	rowsource  *s = sp->src;
+	uint32	   *rest = palloc(sizeof(uint32) * sp->filled);
+
+	for (int64 i = 0; i < sp->filled; i++)
+		rest[i] = (uint32) i;
+	nn_rng_shuffle(&fs->rng, rest, (size_t) sp->filled);
+	for (int64 i = 0; i < sp->filled; i++)
+	{
+		memcpy(fs->xbuf + (size_t) sp->k * s->n_in, sp->bx + rest[i] * s->n_in,
+			   sizeof(float) * s->n_in);
+		memcpy(fs->ybuf + (size_t) sp->k * s->y_width,
+			   sp->by + rest[i] * s->y_width,
+			   sizeof(float) * s->y_width);
+		fs->slot_row[sp->k] = sp->brow[rest[i]];
+		batch_add(fs, &sp->k);
+	}
+	pfree(rest);
+}
+
+/* One epoch over streamed rows, shuffled through a bounded buffer. */
+static void
+train_epoch_streamed(fit_state *fs, dataset *ds)
+{
+	rowsource  *s = ds->src;
+	int64		n = ds->hi - ds->lo;
+	size_t		row_bytes = sizeof(float) * ((size_t) s->n_in + s->y_width);
+	int64		cap = (int64) (nnpg_data_cache_bytes() / row_bytes);
+	stream_pass sp;
+
+	/*
+	 * Fill a buffer, then emit a random buffered row for each new one; what
+	 * remains goes out in random order.
+	 */
+	cap = Max(cap, (int64) fs->batch);
+	cap = Min(cap, Min(n, (int64) (1 << 20)));
+	cap = Max(cap, 1);
+	memset(&sp, 0, sizeof(sp));
+	sp.fs = fs;
+	sp.src = s;
+	sp.cap = cap;
+	sp.bx = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * s->n_in * sizeof(float));
+	sp.by = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * s->y_width * sizeof(float));
+	sp.brow = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * sizeof(int64));
+
+	stream_dataset(fs, ds, &sp, shuffle_row, train_step, NULL);
+	drain_shuffle_buffer(fs, &sp);
+	pfree(sp.bx);
+	pfree(sp.by);
+	pfree(sp.brow);
+	if (sp.k > 0)
+		train_step(fs, fs->xbuf, fs->ybuf, sp.k, NULL);
+}
+
 /* One epoch of training over a dataset. */
 static void
 train_epoch(fit_state *fs, dataset *ds)
@@ -736,64 +913,22 @@ train_epoch(fit_state *fs, dataset *ds)
 	int64		n = ds->hi - ds->lo;
 	int32		k = 0;
 
-	if (s->in_memory)
+	if (!s->in_memory)
 	{
 		if (fs->shuffle)
-			nn_rng_shuffle(&fs->rng, fs->order, (size_t) n);
-		for (int64 i = 0; i < n; i++)
-		{
-			fs->slot_row[k] = gather_row(s, fs->order[i],
-										 fs->xbuf + (size_t) k * s->n_in,
-										 fs->ybuf + (size_t) k * s->y_width);
-			batch_add(fs, &k);
-		}
-	}
-	else if (!fs->shuffle)
-	{
-		dataset_pass(fs, ds, train_step, NULL);
+			train_epoch_streamed(fs, ds);
+		else
+			dataset_pass(fs, ds, train_step, NULL);
 		return;
 	}
-	else
+	if (fs->shuffle)
+		nn_rng_shuffle(&fs->rng, fs->order, (size_t) n);
+	for (int64 i = 0; i < n; i++)
 	{
-		/*
-		 * Bounded shuffle: fill a buffer, then emit a random buffered row
-		 * for each new one; what remains goes out in random order.
-		 */
-		size_t		row_bytes = sizeof(float) * ((size_t) s->n_in + s->y_width);
-		int64		cap = (int64) (nnpg_data_cache_bytes() / row_bytes);
-		stream_pass sp;
-		uint32	   *rest;
-
-		cap = Max(cap, (int64) fs->batch);
-		cap = Min(cap, Min(n, (int64) (1 << 20)));
-		cap = Max(cap, 1);
-		memset(&sp, 0, sizeof(sp));
-		sp.fs = fs;
-		sp.src = s;
-		sp.cap = cap;
-		sp.bx = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * s->n_in * sizeof(float));
-		sp.by = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * s->y_width * sizeof(float));
-		sp.brow = MemoryContextAllocHuge(CurrentMemoryContext, (size_t) cap * sizeof(int64));
-
-		stream_dataset(fs, ds, &sp, shuffle_row, train_step, NULL);
-		k = sp.k;
-		rest = palloc(sizeof(uint32) * sp.filled);
-		for (int64 i = 0; i < sp.filled; i++)
-			rest[i] = (uint32) i;
-		nn_rng_shuffle(&fs->rng, rest, (size_t) sp.filled);
-		for (int64 i = 0; i < sp.filled; i++)
-		{
-			memcpy(fs->xbuf + (size_t) k * s->n_in, sp.bx + rest[i] * s->n_in,
-				   sizeof(float) * s->n_in);
-			memcpy(fs->ybuf + (size_t) k * s->y_width, sp.by + rest[i] * s->y_width,
-				   sizeof(float) * s->y_width);
-			fs->slot_row[k] = sp.brow[rest[i]];
-			batch_add(fs, &k);
-		}
-		pfree(rest);
-		pfree(sp.bx);
-		pfree(sp.by);
-		pfree(sp.brow);
+		fs->slot_row[k] = gather_row(s, fs->order[i],
+									 fs->xbuf + (size_t) k * s->n_in,
+									 fs->ybuf + (size_t) k * s->y_width);
+		batch_add(fs, &k);
 	}
 	if (k > 0)
 		train_step(fs, fs->xbuf, fs->ybuf, k, NULL);
@@ -817,17 +952,6 @@ training_seed(Jsonb *training, int64 *seed)
 	return true;
 }
 
-/* "key": number-or-null */
-static void
-json_field(StringInfo buf, const char *key, double value, bool isnull)
-{
-	appendStringInfo(buf, ", \"%s\": ", key);
-	if (isnull)
-		appendStringInfoString(buf, "null");
-	else
-		nnpg_json_number(buf, value);
-}
-
 /* Elapsed seconds since start. */
 static double
 seconds_since(instr_time start)
@@ -839,511 +963,847 @@ seconds_since(instr_time start)
 	return INSTR_TIME_GET_DOUBLE(now);
 }
 
+/* A JSON object being written: its text and how many fields it has. */
+typedef struct json_obj
+{
+	StringInfo	buf;
+	int			fields;
+} json_obj;
+
+/* Start an object in buf. */
+static void
+jo_begin(json_obj *o, StringInfo buf)
+{
+	o->buf = buf;
+	o->fields = 0;
+	appendStringInfoChar(buf, '{');
+}
+
+/* Write a field's key; its value comes next. */
+static void
+jo_key(json_obj *o, const char *key)
+{
+	if (o->fields++ > 0)
+		appendStringInfoString(o->buf, ", ");
+	appendStringInfo(o->buf, "\"%s\": ", key);
+}
+
+/* "key": "string" */
+static void
+jo_string(json_obj *o, const char *key, const char *value)
+{
+	jo_key(o, key);
+	escape_json(o->buf, value);
+}
+
+/* "key": number, or null when isnull or not finite. */
+static void
+jo_number(json_obj *o, const char *key, double value, bool isnull)
+{
+	jo_key(o, key);
+	if (isnull)
+		appendStringInfoString(o->buf, "null");
+	else
+		nnpg_json_number(o->buf, value);
+}
+
+/* "key": float, in its shortest form as a float. */
+static void
+jo_float(json_obj *o, const char *key, float value)
+{
+	jo_key(o, key);
+	nnpg_json_float(o->buf, value);
+}
+
+/* "key": integer */
+static void
+jo_int(json_obj *o, const char *key, int64 value)
+{
+	jo_key(o, key);
+	appendStringInfo(o->buf, INT64_FORMAT, value);
+}
+
+/* "key": true or false */
+static void
+jo_bool(json_obj *o, const char *key, bool value)
+{
+	jo_key(o, key);
+	appendStringInfoString(o->buf, value ? "true" : "false");
+}
+
+/* "key": JSON text as it is */
+static void
+jo_raw(json_obj *o, const char *key, const char *json)
+{
+	jo_key(o, key);
+	appendStringInfoString(o->buf, json);
+}
+
+/* End the object. */
+static void
+jo_end(json_obj *o)
+{
+	appendStringInfoChar(o->buf, '}');
+}
+
 /* ---------- nn_fit ---------- */
+
+/* Positions of nn_fit's arguments, as the extension script declares them. */
+typedef enum fit_argno
+{
+	FIT_ARG_MODEL,
+	FIT_ARG_QUERY,
+	FIT_ARG_EPOCHS,
+	FIT_ARG_BATCH_SIZE,
+	FIT_ARG_OPTIMIZER,
+	FIT_ARG_LEARNING_RATE,
+	FIT_ARG_LOSS,
+	FIT_ARG_VALIDATION_QUERY,
+	FIT_ARG_VALIDATION_SPLIT,
+	FIT_ARG_SHUFFLE,
+	FIT_ARG_SEED,
+	FIT_ARG_EARLY_STOPPING_PATIENCE,
+	FIT_ARG_OPTIONS,
+	FIT_ARG_VERBOSE,
+	FIT_ARG_VERSION
+} fit_argno;
+
+/* The SQL names of nn_fit's arguments, for errors about them. */
+static const char *const fit_arg_names[] =
+{
+	[FIT_ARG_MODEL] = "model",
+	[FIT_ARG_QUERY] = "query",
+	[FIT_ARG_EPOCHS] = "epochs",
+	[FIT_ARG_BATCH_SIZE] = "batch_size",
+	[FIT_ARG_OPTIMIZER] = "optimizer",
+	[FIT_ARG_LEARNING_RATE] = "learning_rate",
+	[FIT_ARG_LOSS] = "loss",
+	[FIT_ARG_VALIDATION_QUERY] = "validation_query",
+	[FIT_ARG_VALIDATION_SPLIT] = "validation_split",
+	[FIT_ARG_SHUFFLE] = "shuffle",
+	[FIT_ARG_SEED] = "seed",
+	[FIT_ARG_EARLY_STOPPING_PATIENCE] = "early_stopping_patience",
+	[FIT_ARG_OPTIONS] = "options",
+	[FIT_ARG_VERBOSE] = "verbose",
+	[FIT_ARG_VERSION] = "version",
+};
+
+/* nn_fit's arguments, read once. */
+typedef struct fit_args
+{
+	char	   *name;
+	char	   *query;
+	int32		epochs;
+	int32		batch;
+	char	   *optname;
+	nn_optimizer_kind optkind;	/* optname, once checked */
+	double		lr;
+	char	   *lossname;		/* NULL: inferred */
+	char	   *val_query;		/* NULL: none */
+	double		val_split;
+	bool		shuffle;
+	int64		seed;			/* given, or random */
+	bool		have_patience;
+	int32		patience;
+	Jsonb	   *options;
+	bool		verbose;
+	bool		version_isnull;
+	int32		version;
+} fit_args;
+
+/* One nn_fit call: what its steps share, from the arguments to the store. */
+typedef struct fit_call
+{
+	fit_args	a;
+	fit_options fo;
+	ReturnSetInfo *rsinfo;
+	MemoryContext cxt;			/* "nnpg fit": everything of the call */
+	nn_alloc   *alloc;			/* the core's allocations, in cxt */
+	nnpg_model_row row;			/* the version training starts from */
+	nn_model   *model;
+	bool		built_now;		/* built here, from init_seed */
+	int64		init_seed;
+	bool		classification;
+	int32		n_classes;		/* classification only */
+	rowsource  *train_src;
+	rowsource  *val_src;		/* validation_query's rows, or NULL */
+	dataset		train;
+	dataset		val;			/* when has_val */
+	bool		has_val;
+	fit_state	fs;
+	/* the epochs */
+	StringInfoData history;		/* JSON array of every epoch's metrics */
+	StringInfoData metrics;		/* JSON object of the last epoch's */
+	double		best_monitor;	/* early stopping: best loss, epochs since */
+	int32		wait;
+	double		plateau_best;	/* plateau schedule: the same */
+	int32		plateau_wait;
+	int32		epochs_run;
+	bool		stopped_early;
+} fit_call;
+
+/* One epoch's figures. */
+typedef struct epoch_result
+{
+	int32		epoch;
+	double		loss;
+	double		acc;			/* classification only */
+	double		vloss;			/* with validation data only */
+	double		vacc;
+	double		secs;
+} epoch_result;
+
+/* The value of an argument that must not be NULL. */
+static Datum
+required_arg(FunctionCallInfo fcinfo, fit_argno argno)
+{
+	if (PG_ARGISNULL(argno))
+		nnpg_null_argument(fit_arg_names[argno]);
+	return PG_GETARG_DATUM(argno);
+}
+
+/* A text argument that may be NULL, as a C string or NULL. */
+static char *
+optional_text_arg(FunctionCallInfo fcinfo, fit_argno argno)
+{
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* Read nn_fit's arguments, in order; a NULL where one is needed fails. */
+static void
+fit_read_args(FunctionCallInfo fcinfo, fit_args *a)
+{
+	a->name = nnpg_text_to_cstring_arg(fcinfo, FIT_ARG_MODEL,
+									   fit_arg_names[FIT_ARG_MODEL]);
+	a->query = nnpg_text_to_cstring_arg(fcinfo, FIT_ARG_QUERY,
+										fit_arg_names[FIT_ARG_QUERY]);
+	a->epochs = DatumGetInt32(required_arg(fcinfo, FIT_ARG_EPOCHS));
+	a->batch = DatumGetInt32(required_arg(fcinfo, FIT_ARG_BATCH_SIZE));
+	a->optname = nnpg_text_to_cstring_arg(fcinfo, FIT_ARG_OPTIMIZER,
+										  fit_arg_names[FIT_ARG_OPTIMIZER]);
+	a->lr = DatumGetFloat8(required_arg(fcinfo, FIT_ARG_LEARNING_RATE));
+	a->lossname = optional_text_arg(fcinfo, FIT_ARG_LOSS);
+	a->val_query = optional_text_arg(fcinfo, FIT_ARG_VALIDATION_QUERY);
+	a->val_split = DatumGetFloat8(required_arg(fcinfo, FIT_ARG_VALIDATION_SPLIT));
+	a->shuffle = DatumGetBool(required_arg(fcinfo, FIT_ARG_SHUFFLE));
+	a->seed = PG_ARGISNULL(FIT_ARG_SEED) ? nnpg_random_seed() :
+		PG_GETARG_INT64(FIT_ARG_SEED);
+	a->have_patience = !PG_ARGISNULL(FIT_ARG_EARLY_STOPPING_PATIENCE);
+	if (a->have_patience)
+		a->patience = PG_GETARG_INT32(FIT_ARG_EARLY_STOPPING_PATIENCE);
+	a->options = DatumGetJsonbP(required_arg(fcinfo, FIT_ARG_OPTIONS));
+	a->verbose = DatumGetBool(required_arg(fcinfo, FIT_ARG_VERBOSE));
+	a->version_isnull = PG_ARGISNULL(FIT_ARG_VERSION);
+	if (!a->version_isnull)
+		a->version = PG_GETARG_INT32(FIT_ARG_VERSION);
+}
+
+/* Check the arguments' values before any work: ranges, names, the caller. */
+static void
+fit_check_args(FunctionCallInfo fcinfo, fit_args *a)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	if (a->epochs < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("epochs must be at least 1, not %d", a->epochs)));
+	if (a->batch < 1 || a->batch > 1048576)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be between 1 and 1048576, not %d", a->batch)));
+	if (!(a->lr > 0) || !isfinite(a->lr) || a->lr > FLT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("learning_rate must be a positive number, not %g", a->lr)));
+	if (!(a->val_split >= 0 && a->val_split < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("validation_split must be at least 0 and less than 1, not %g",
+						a->val_split)));
+	if (a->val_split > 0 && a->val_query != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("validation_split and validation_query cannot be used together")));
+	if (a->have_patience && a->patience < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("early_stopping_patience must not be negative, not %d",
+						a->patience)));
+	if (nn_optimizer_from_name(a->optname, &a->optkind) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized optimizer \"%s\"", a->optname),
+				 errhint("Optimizers are sgd, momentum, nesterov, adagrad, rmsprop, adam and adamw.")));
+	/* a named loss is checked now, before any data is read */
+	if (a->lossname != NULL)
+		(void) nnpg_choose_loss(a->lossname, NULL, false);
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+}
+
+/* The optimizer settings: the optimizer's defaults, then the options. */
+static void
+fit_read_options(const fit_args *a, fit_options *fo)
+{
+	nn_error	err;
+
+	nn_optimizer_spec_init(&fo->opt, a->optkind, (float) a->lr);
+	parse_options(a->options, fo);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_optimizer_spec_check(&fo->opt, &err), &err);
+}
+
+/* Lock the model name, fetch the version to train and load it, or reset it. */
+static void
+fit_load_model(fit_call *fc)
+{
+	nn_model   *fresh = NULL;
+	nn_error	err;
+
+	/* concurrent fits of one model take turns; then see the latest */
+	nnpg_lock_model_name(fc->a.name);
+	nnpg_fetch_model(fc->a.name, fc->a.version_isnull, fc->a.version, true,
+					 false, fc->cxt, &fc->row);
+	if (fc->row.weights == NULL)
+		return;					/* built from the first training row */
+
+	fc->model = nnpg_load_model(fc->row.weights, fc->cxt);
+	if (!fc->fo.reset)
+		return;
+	fc->init_seed = fc->a.seed;
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_create(&fresh, nn_model_get_spec(fc->model),
+							   (uint64) fc->init_seed,
+							   nnpg_max_model_bytes(), fc->alloc, &err),
+			   &err);
+	nn_model_free(fc->model);
+	fc->model = fresh;
+	fc->built_now = true;
+}
+
+/* A source of query's rows, its reader on the first; *has_row if any. */
+static rowsource *
+open_source(const char *label, const char *query, int32 n_in,
+			bool skip_nulls, bool *has_row)
+{
+	rowsource  *src = palloc0(sizeof(rowsource));
+
+	src->r.label = label;
+	src->r.has_target = true;
+	src->r.skip_nulls = skip_nulls;
+	src->r.n_in = n_in;
+	nnpg_reader_open(&src->r, query);
+	*has_row = nnpg_reader_next(&src->r);
+	return src;
+}
+
+/* Open the training query on its first row, which a model yet unbuilt needs. */
+static void
+fit_open_training(fit_call *fc)
+{
+	bool		has_row;
+	int32		n_in = fc->model ? (int32) nn_model_input_size(fc->model) : 0;
+
+	fc->train_src = open_source("query", fc->a.query, n_in, fc->fo.skip_nulls,
+								&has_row);
+	if (!has_row)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("query returned no rows to train on"),
+				 fc->train_src->r.n_skipped > 0 ?
+				 errdetail("All " INT64_FORMAT " rows had null values and were skipped.",
+						   fc->train_src->r.n_skipped) : 0));
+}
+
+/* Build a model created without an input shape, sized by the first row. */
+static void
+fit_build_model(fit_call *fc)
+{
+	nnpg_reader *r = &fc->train_src->r;
+	nn_model_spec spec;
+	nn_error	err;
+
+	if (fc->model != NULL)
+		return;
+	if (r->width < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("row " INT64_FORMAT ": no feature values", r->row_no)));
+	nnpg_parse_layers(fc->row.layers, &spec);
+	spec.input_rank = 1;
+	spec.input_shape[0] = r->width;
+	if (!training_seed(fc->row.training, &fc->init_seed))
+		fc->init_seed = fc->a.seed;
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_create(&fc->model, &spec, (uint64) fc->init_seed,
+							   nnpg_max_model_bytes(), fc->alloc, &err),
+			   &err);
+	r->n_in = r->width;
+	fc->built_now = true;
+}
+
+/* Choose the loss, set the model up for training and size its buffers. */
+static void
+fit_prepare_model(fit_call *fc)
+{
+	nnpg_reader *r = &fc->train_src->r;
+	nn_model   *model = fc->model;
+	float	   *cw;
+	nn_error	err;
+
+	/* the loss, and how it reads targets */
+	fc->fs.loss = nnpg_choose_loss(fc->a.lossname, model, r->target_scalar);
+	nnpg_target_setup(r, model, fc->fs.loss);
+	fc->classification = nn_loss_is_classification(fc->fs.loss);
+	if (fc->classification)
+		fc->n_classes = nnpg_loss_classes(model, fc->fs.loss);
+	if (fc->fo.n_cw > 0 && !fc->classification)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"class_weight\" needs a classification loss, not %s",
+						nn_loss_name(fc->fs.loss))));
+	cw = class_weight_array(&fc->fo, fc->n_classes);
+
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_set_training(model, &fc->fo.opt, fc->fs.loss, cw,
+									 cw ? fc->n_classes : 0, &err), &err);
+	if (fc->fo.reset)
+		nn_model_reset_optimizer(model);
+	nnpg_check(nn_model_prepare(model, fc->a.batch, true,
+								nnpg_max_model_bytes(), &err), &err);
+}
+
+/* Set up what every epoch uses: the model, seeded rng and batch buffers. */
+static void
+fit_init_state(fit_call *fc)
+{
+	fit_state  *fs = &fc->fs;
+	size_t		batch = (size_t) fc->a.batch;
+
+	fs->model = fc->model;
+	fs->batch = fc->a.batch;
+	fs->shuffle = fc->a.shuffle;
+	nn_rng_seed(&fs->rng, (uint64) fc->a.seed);
+	fs->xbuf = MemoryContextAllocHuge(fc->cxt, sizeof(float) * batch *
+									  nn_model_input_size(fc->model));
+	fs->ybuf = MemoryContextAllocHuge(fc->cxt, sizeof(float) * batch *
+									  nnpg_reader_target_width(&fc->train_src->r));
+	fs->slot_row = MemoryContextAllocHuge(fc->cxt, sizeof(int64) * batch);
+}
+
+/* Take the last val_split of the training rows for validation. */
+static void
+fit_split_validation(fit_call *fc)
+{
+	rowsource  *s = fc->train_src;
+	int64		n_train = (int64) floor((double) s->n * (1.0 - fc->a.val_split));
+
+	if (n_train == s->n || n_train < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("too few rows for validation_split %g", fc->a.val_split),
+				 errdetail("The query returned " INT64_FORMAT " rows, which leaves " INT64_FORMAT " for training and " INT64_FORMAT " for validation.",
+						   s->n, n_train, s->n - n_train)));
+	fc->train.hi = n_train;
+	fc->val.src = s;
+	fc->val.lo = n_train;
+	fc->val.hi = s->n;
+	fc->has_val = true;
+}
+
+/* Read the validation query's rows, within what the cache has left. */
+static void
+fit_load_validation(fit_call *fc, size_t cache_left, float *scratch_x,
+					float *scratch_y)
+{
+	bool		has_row;
+	rowsource  *v;
+
+	fc->val_src = open_source("validation query", fc->a.val_query,
+							  (int32) nn_model_input_size(fc->model),
+							  fc->fo.skip_nulls, &has_row);
+	v = fc->val_src;
+	if (!has_row)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("validation query returned no rows")));
+	if (v->r.target_scalar != fc->train_src->r.target_scalar)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("the targets of the validation query and the query are of different kinds")));
+	nnpg_target_setup(&v->r, fc->model, fc->fs.loss);
+	(void) load_rows(v, cache_left, scratch_x, scratch_y);
+	fc->val.src = v;
+	fc->val.lo = 0;
+	fc->val.hi = v->n;
+	fc->has_val = true;
+}
+
+/* Read the training and validation rows, and the epoch order of the first. */
+static void
+fit_load_data(fit_call *fc)
+{
+	rowsource  *s = fc->train_src;
+	float	   *scratch_x = palloc(sizeof(float) * nn_model_input_size(fc->model));
+	float	   *scratch_y = palloc(sizeof(float) * nnpg_reader_target_width(&s->r));
+	size_t		cache_left = nnpg_data_cache_bytes();
+
+	/* the training rows first; validation rows get what is left */
+	cache_left -= load_rows(s, cache_left, scratch_x, scratch_y);
+	fc->train.src = s;
+	fc->train.lo = 0;
+	fc->train.hi = s->n;
+	if (fc->a.val_split > 0)
+		fit_split_validation(fc);
+	else if (fc->a.val_query != NULL)
+		fit_load_validation(fc, cache_left, scratch_x, scratch_y);
+
+	if (s->in_memory)
+	{
+		int64		n = fc->train.hi - fc->train.lo;
+
+		fc->fs.order = MemoryContextAllocHuge(fc->cxt, sizeof(uint32) * (size_t) n);
+		for (int64 i = 0; i < n; i++)
+			fc->fs.order[i] = (uint32) (fc->train.lo + i);
+	}
+}
+
+/* Let normalize layers learn their statistics from the training rows. */
+static void
+fit_adapt(fit_call *fc)
+{
+	nn_error	err;
+
+	if (!nn_model_needs_adapt(fc->model))
+		return;
+	dataset_pass(&fc->fs, &fc->train, adapt_step, NULL);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_adapt_finish(fc->model, &err), &err);
+}
+
+/* Zero the running sums of an epoch's pass. */
+static void
+reset_sums(fit_state *fs)
+{
+	fs->loss_sum = 0;
+	fs->correct = 0;
+	fs->seen = 0;
+}
+
+/* Train epoch e, then evaluate the validation rows; the figures in er. */
+static void
+fit_epoch(fit_call *fc, int32 e, epoch_result *er)
+{
+	fit_state  *fs = &fc->fs;
+	instr_time	start;
+
+	memset(er, 0, sizeof(*er));
+	er->epoch = e;
+	INSTR_TIME_SET_CURRENT(start);
+	fs->epoch = e;
+	fs->batch_no = 0;
+	reset_sums(fs);
+	train_epoch(fs, &fc->train);
+	er->loss = fs->loss_sum / (double) Max(fs->seen, 1);
+	if (fc->classification)
+		er->acc = (double) fs->correct / (double) Max(fs->seen, 1);
+
+	if (fc->has_val)
+	{
+		reset_sums(fs);
+		dataset_pass(fs, &fc->val, eval_step, NULL);
+		er->vloss = fs->loss_sum / (double) Max(fs->seen, 1);
+		if (fc->classification)
+			er->vacc = (double) fs->correct / (double) Max(fs->seen, 1);
+	}
+	er->secs = seconds_since(start);
+}
+
+/* Return an epoch as a row of nn_fit's result. */
+static void
+epoch_put_row(fit_call *fc, const epoch_result *er)
+{
+	Datum		values[6];
+	bool		nulls[6] = {false, false, !fc->classification, !fc->has_val,
+	!fc->has_val || !fc->classification, false};
+
+	values[0] = Int32GetDatum(er->epoch);
+	values[1] = Float8GetDatum(er->loss);
+	values[2] = Float8GetDatum(er->acc);
+	values[3] = Float8GetDatum(er->vloss);
+	values[4] = Float8GetDatum(er->vacc);
+	values[5] = Float8GetDatum(er->secs);
+	tuplestore_putvalues(fc->rsinfo->setResult, fc->rsinfo->setDesc,
+						 values, nulls);
+}
+
+/* Write an epoch's metrics object and append it to the history array. */
+static void
+epoch_history(fit_call *fc, const epoch_result *er)
+{
+	json_obj	o;
+
+	resetStringInfo(&fc->metrics);
+	jo_begin(&o, &fc->metrics);
+	jo_int(&o, "epoch", er->epoch);
+	jo_number(&o, "loss", er->loss, false);
+	jo_number(&o, "accuracy", er->acc, !fc->classification);
+	jo_number(&o, "val_loss", er->vloss, !fc->has_val);
+	jo_number(&o, "val_accuracy", er->vacc,
+			  !fc->has_val || !fc->classification);
+	jo_number(&o, "seconds", er->secs, false);
+	jo_float(&o, "learning_rate", nn_model_current_lr(fc->model));
+	jo_end(&o);
+	if (er->epoch > 1)
+		appendStringInfoString(&fc->history, ", ");
+	appendBinaryStringInfo(&fc->history, fc->metrics.data, fc->metrics.len);
+}
+
+/* The per-epoch NOTICE of a verbose fit: "epoch e/n: loss=...". */
+static void
+epoch_notice(fit_call *fc, const epoch_result *er)
+{
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	appendStringInfo(&msg, "epoch %d/%d: loss=%.4f", er->epoch, fc->a.epochs,
+					 er->loss);
+	if (fc->classification)
+		appendStringInfo(&msg, " accuracy=%.4f", er->acc);
+	if (fc->has_val)
+	{
+		appendStringInfo(&msg, " val_loss=%.4f", er->vloss);
+		if (fc->classification)
+			appendStringInfo(&msg, " val_accuracy=%.4f", er->vacc);
+	}
+	appendStringInfo(&msg, " (%.1f s)", er->secs);
+	ereport(NOTICE, (errmsg_internal("%s", msg.data)));
+	pfree(msg.data);
+}
+
+/* The plateau schedule: cut the rate when monitor has not improved long enough. */
+static void
+plateau_step(fit_call *fc, int32 e, double monitor)
+{
+	double		cur;
+	double		next;
+
+	if (monitor < fc->plateau_best)
+	{
+		fc->plateau_best = monitor;
+		fc->plateau_wait = 0;
+		return;
+	}
+	if (++fc->plateau_wait < fc->fo.plateau_patience)
+		return;
+	cur = nn_model_current_lr(fc->model);
+	next = Max(cur * fc->fo.plateau_factor, fc->fo.min_lr);
+	if (next < cur && cur > 0)
+	{
+		nn_model_scale_lr(fc->model, (float) (next / cur));
+		if (fc->a.verbose)
+			ereport(NOTICE,
+					(errmsg_internal("epoch %d: reducing the learning rate to %g",
+									 e, next)));
+	}
+	fc->plateau_wait = 0;
+}
+
+/* Early stopping: true when monitor has not improved for patience epochs. */
+static bool
+early_stop(fit_call *fc, int32 e, double monitor)
+{
+	if (monitor < fc->best_monitor)
+	{
+		fc->best_monitor = monitor;
+		fc->wait = 0;
+	}
+	else
+		fc->wait++;
+	if (!fc->a.have_patience || fc->wait == 0 || fc->wait < fc->a.patience ||
+		e >= fc->a.epochs)
+		return false;
+	fc->stopped_early = true;
+	if (fc->a.verbose)
+		ereport(NOTICE,
+				(errmsg_internal("epoch %d: stopping early, %s has not improved for %d epochs",
+								 e, fc->has_val ? "val_loss" : "loss", fc->wait)));
+	return true;
+}
+
+/* Run the epochs: each a result row, a history entry and a NOTICE. */
+static void
+fit_run_epochs(fit_call *fc)
+{
+	ErrorContextCallback errcallback;
+
+	initStringInfo(&fc->history);
+	initStringInfo(&fc->metrics);
+	appendStringInfoChar(&fc->history, '[');
+	fc->best_monitor = get_float8_infinity();
+	fc->plateau_best = get_float8_infinity();
+
+	fc->fs.name = fc->a.name;
+	fc->fs.epoch = 0;
+	errcallback.callback = fit_error_callback;
+	errcallback.arg = &fc->fs;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	for (int32 e = 1; e <= fc->a.epochs; e++)
+	{
+		epoch_result er;
+		double		monitor;
+
+		fit_epoch(fc, e, &er);
+		fc->epochs_run = e;
+		epoch_put_row(fc, &er);
+		epoch_history(fc, &er);
+		if (fc->a.verbose)
+			epoch_notice(fc, &er);
+
+		/* early stopping and plateaus watch val_loss, else loss */
+		monitor = fc->has_val ? er.vloss : er.loss;
+		if (fc->fo.plateau)
+			plateau_step(fc, e, monitor);
+		if (early_stop(fc, e, monitor))
+			break;
+	}
+	appendStringInfoChar(&fc->history, ']');
+	error_context_stack = errcallback.previous;
+}
+
+/* The NOTICE of a verbose fit that skipped rows with nulls. */
+static void
+fit_report_skipped(fit_call *fc)
+{
+	int64		skipped = fc->train_src->r.n_skipped +
+		(fc->val_src ? fc->val_src->r.n_skipped : 0);
+
+	if (fc->a.verbose && (fc->train_src->r.n_skipped > 0 ||
+						  (fc->val_src && fc->val_src->r.n_skipped > 0)))
+		ereport(NOTICE,
+				(errmsg("skipped " INT64_FORMAT " rows with null values",
+						skipped)));
+}
+
+/* The training settings as JSON text, for the record and for nn_evaluate. */
+static char *
+fit_settings_json(fit_call *fc)
+{
+	const fit_args *a = &fc->a;
+	const nn_model_spec *spec = nn_model_get_spec(fc->model);
+	StringInfoData buf;
+	json_obj	o;
+
+	initStringInfo(&buf);
+	jo_begin(&o, &buf);
+	jo_string(&o, "optimizer", nn_optimizer_name(a->optkind));
+	jo_number(&o, "learning_rate", a->lr, false);
+	jo_string(&o, "loss", nn_loss_name(fc->fs.loss));
+	jo_int(&o, "epochs", a->epochs);
+	jo_int(&o, "epochs_run", fc->epochs_run);
+	jo_int(&o, "batch_size", a->batch);
+	jo_int(&o, "seed", a->seed);
+	if (fc->built_now)
+		jo_int(&o, "init_seed", fc->init_seed);
+	jo_bool(&o, "shuffle", a->shuffle);
+	jo_string(&o, "query", a->query);
+	if (a->val_query != NULL)
+		jo_string(&o, "validation_query", a->val_query);
+	jo_number(&o, "validation_split", a->val_split, false);
+	if (a->have_patience)
+		jo_int(&o, "early_stopping_patience", a->patience);
+	jo_bool(&o, "stopped_early", fc->stopped_early);
+	jo_int(&o, "rows", fc->train.hi - fc->train.lo);
+	jo_int(&o, "validation_rows", fc->has_val ? fc->val.hi - fc->val.lo : 0);
+	jo_int(&o, "from_version", fc->row.version);
+	jo_raw(&o, "input_shape",
+		   nnpg_shape_to_json(spec->input_rank, spec->input_shape));
+	jo_raw(&o, "options",
+		   JsonbToCString(NULL, &a->options->root, VARSIZE(a->options)));
+	jo_end(&o);
+	return buf.data;
+}
+
+/* Insert the trained model as the next version, with settings and history. */
+static void
+fit_store(fit_call *fc)
+{
+	char	   *training = fit_settings_json(fc);
+	bytea	   *weights = nnpg_serialize_model(fc->model, true);
+	int32		new_version;
+
+	new_version = nnpg_insert_model(fc->a.name, true, 0, fc->row.owner,
+									PointerGetDatum(fc->row.layers),
+									nnpg_jsonb_from_cstring(training),
+									nnpg_jsonb_from_cstring(fc->metrics.data), false,
+									nnpg_jsonb_from_cstring(fc->history.data), false,
+									weights, nn_model_param_count(fc->model));
+	if (fc->a.verbose)
+		ereport(NOTICE,
+				(errmsg("stored version %d of model \"%s\"", new_version,
+						fc->a.name)));
+}
+
+/* Close the readers, in the reverse order of opening. */
+static void
+fit_close_sources(fit_call *fc)
+{
+	if (fc->val_src)
+		nnpg_reader_close(&fc->val_src->r);
+	nnpg_reader_close(&fc->train_src->r);
+}
 
 /* nn_fit(model, query, epochs, ...): train and store a new version. */
 PG_FUNCTION_INFO_V1(nnpg_fit);
 Datum
 nnpg_fit(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *name;
-	char	   *query;
-	int32		epochs;
-	int32		batch;
-	char	   *optname;
-	double		lr;
-	char	   *lossname = NULL;
-	char	   *val_query = NULL;
-	double		val_split;
-	bool		shuffle;
-	int64		seed;
-	bool		seed_given;
-	bool		have_patience;
-	int32		patience = 0;
-	Jsonb	   *options;
-	bool		verbose;
-	bool		version_isnull;
-	int32		version = 0;
-	nn_optimizer_kind optkind;
-	fit_options fo;
-	MemoryContext fitcxt;
+	fit_call	fc;
 	MemoryContext oldcxt;
-	nnpg_model_row row;
-	nn_model   *model = NULL;
-	nn_alloc   *alloc;
-	nn_error	err;
-	rowsource  *train_src;
-	rowsource  *val_src = NULL;
-	dataset		train;
-	dataset		val;
-	bool		has_val = false;
-	fit_state	fs;
-	float	   *cw;
-	int32		n_classes = 0;
-	bool		classification;
-	int64		init_seed = 0;
-	bool		built_now = false;
-	StringInfoData history;
-	StringInfoData metrics;
-	StringInfoData training;
-	double		best_monitor = get_float8_infinity();
-	int32		wait = 0;
-	double		plateau_best = get_float8_infinity();
-	int32		plateau_wait = 0;
-	int32		epochs_run = 0;
-	bool		stopped_early = false;
-	bytea	   *weights;
-	int32		new_version;
-	float	   *scratch_x;
-	float	   *scratch_y;
-	ErrorContextCallback errcallback;
-	size_t		cache_left;
 
 	/* training ends by storing a version: fail before it, not after */
 	PreventCommandIfReadOnly("nn_fit()");
 	nnpg_apply_threads();
 
-	/* arguments */
-	name = nnpg_text_to_cstring_arg(fcinfo, 0, "model");
-	query = nnpg_text_to_cstring_arg(fcinfo, 1, "query");
-	if (PG_ARGISNULL(2))
-		nnpg_null_argument("epochs");
-	epochs = PG_GETARG_INT32(2);
-	if (PG_ARGISNULL(3))
-		nnpg_null_argument("batch_size");
-	batch = PG_GETARG_INT32(3);
-	optname = nnpg_text_to_cstring_arg(fcinfo, 4, "optimizer");
-	if (PG_ARGISNULL(5))
-		nnpg_null_argument("learning_rate");
-	lr = PG_GETARG_FLOAT8(5);
-	if (!PG_ARGISNULL(6))
-		lossname = text_to_cstring(PG_GETARG_TEXT_PP(6));
-	if (!PG_ARGISNULL(7))
-		val_query = text_to_cstring(PG_GETARG_TEXT_PP(7));
-	if (PG_ARGISNULL(8))
-		nnpg_null_argument("validation_split");
-	val_split = PG_GETARG_FLOAT8(8);
-	if (PG_ARGISNULL(9))
-		nnpg_null_argument("shuffle");
-	shuffle = PG_GETARG_BOOL(9);
-	seed_given = !PG_ARGISNULL(10);
-	seed = seed_given ? PG_GETARG_INT64(10) : nnpg_random_seed();
-	have_patience = !PG_ARGISNULL(11);
-	if (have_patience)
-		patience = PG_GETARG_INT32(11);
-	if (PG_ARGISNULL(12))
-		nnpg_null_argument("options");
-	options = PG_GETARG_JSONB_P(12);
-	if (PG_ARGISNULL(13))
-		nnpg_null_argument("verbose");
-	verbose = PG_GETARG_BOOL(13);
-	version_isnull = PG_ARGISNULL(14);
-	if (!version_isnull)
-		version = PG_GETARG_INT32(14);
-
-	if (epochs < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("epochs must be at least 1, not %d", epochs)));
-	if (batch < 1 || batch > 1048576)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch_size must be between 1 and 1048576, not %d", batch)));
-	if (!(lr > 0) || !isfinite(lr) || lr > FLT_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("learning_rate must be a positive number, not %g", lr)));
-	if (!(val_split >= 0 && val_split < 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("validation_split must be at least 0 and less than 1, not %g",
-						val_split)));
-	if (val_split > 0 && val_query != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("validation_split and validation_query cannot be used together")));
-	if (have_patience && patience < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("early_stopping_patience must not be negative, not %d",
-						patience)));
-	if (nn_optimizer_from_name(optname, &optkind) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unrecognized optimizer \"%s\"", optname),
-				 errhint("Optimizers are sgd, momentum, nesterov, adagrad, rmsprop, adam and adamw.")));
-	/* a named loss is checked now, before any data is read */
-	if (lossname != NULL)
-		(void) nnpg_choose_loss(lossname, NULL, false);
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-
-	memset(&fo, 0, sizeof(fo));
-	memset(&fs, 0, sizeof(fs));
-	nn_optimizer_spec_init(&fo.opt, optkind, (float) lr);
-	parse_options(options, &fo);
-	memset(&err, 0, sizeof(err));
-	nnpg_check(nn_optimizer_spec_check(&fo.opt, &err), &err);
-
+	memset(&fc, 0, sizeof(fc));
+	fit_read_args(fcinfo, &fc.a);
+	fit_check_args(fcinfo, &fc.a);
+	fit_read_options(&fc.a, &fc.fo);
 	InitMaterializedSRF(fcinfo, 0);
+	fc.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	fitcxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg fit",
+	fc.cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg fit",
 								   ALLOCSET_DEFAULT_SIZES);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	oldcxt = MemoryContextSwitchTo(fitcxt);
-	alloc = nnpg_alloc_create(fitcxt);
+	oldcxt = MemoryContextSwitchTo(fc.cxt);
+	fc.alloc = nnpg_alloc_create(fc.cxt);
 
-	/* concurrent fits of one model take turns; then see the latest */
-	nnpg_lock_model_name(name);
-	nnpg_fetch_model(name, version_isnull, version, true, false, fitcxt, &row);
+	/* init: the model, the rows and the state of the epochs */
+	fit_load_model(&fc);
+	fit_open_training(&fc);
+	fit_build_model(&fc);
+	fit_prepare_model(&fc);
+	fit_init_state(&fc);
+	fit_load_data(&fc);
+	fit_adapt(&fc);
 
-	if (row.weights != NULL)
-	{
-		model = nnpg_load_model(row.weights, fitcxt);
-		if (fo.reset)
-		{
-			nn_model   *fresh = NULL;
+	/* run */
+	fit_run_epochs(&fc);
 
-			init_seed = seed;
-			nnpg_check(nn_model_create(&fresh, nn_model_get_spec(model),
-									   (uint64) init_seed,
-									   nnpg_max_model_bytes(), alloc, &err),
-					   &err);
-			nn_model_free(model);
-			model = fresh;
-			built_now = true;
-		}
-	}
-
-	/* the training rows; the first one sizes a model not built yet */
-	train_src = palloc0(sizeof(rowsource));
-	train_src->r.label = "query";
-	train_src->r.has_target = true;
-	train_src->r.skip_nulls = fo.skip_nulls;
-	train_src->r.n_in = model ? (int32) nn_model_input_size(model) : 0;
-	nnpg_reader_open(&train_src->r, query);
-	if (!nnpg_reader_next(&train_src->r))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("query returned no rows to train on"),
-				 train_src->r.n_skipped > 0 ?
-				 errdetail("All " INT64_FORMAT " rows had null values and were skipped.",
-						   train_src->r.n_skipped) : 0));
-	if (model == NULL)
-	{
-		nn_model_spec spec;
-
-		if (train_src->r.width < 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("row " INT64_FORMAT ": no feature values",
-							train_src->r.row_no)));
-		nnpg_parse_layers(row.layers, &spec);
-		spec.input_rank = 1;
-		spec.input_shape[0] = train_src->r.width;
-		if (!training_seed(row.training, &init_seed))
-			init_seed = seed;
-		nnpg_check(nn_model_create(&model, &spec, (uint64) init_seed,
-								   nnpg_max_model_bytes(), alloc, &err),
-				   &err);
-		train_src->r.n_in = train_src->r.width;
-		built_now = true;
-	}
-
-	/* the loss, and how it reads targets */
-	fs.loss = nnpg_choose_loss(lossname, model, train_src->r.target_scalar);
-	nnpg_target_setup(&train_src->r, model, fs.loss);
-	classification = nn_loss_is_classification(fs.loss);
-	if (classification)
-		n_classes = nnpg_loss_classes(model, fs.loss);
-	if (fo.n_cw > 0 && !classification)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"class_weight\" needs a classification loss, not %s",
-						nn_loss_name(fs.loss))));
-	cw = class_weight_array(&fo, n_classes);
-
-	nnpg_check(nn_model_set_training(model, &fo.opt, fs.loss, cw,
-									 cw ? n_classes : 0, &err), &err);
-	if (fo.reset)
-		nn_model_reset_optimizer(model);
-	nnpg_check(nn_model_prepare(model, batch, true, nnpg_max_model_bytes(),
-								&err), &err);
-
-	fs.model = model;
-	fs.batch = batch;
-	fs.shuffle = shuffle;
-	nn_rng_seed(&fs.rng, (uint64) seed);
-	fs.xbuf = MemoryContextAllocHuge(fitcxt, sizeof(float) * (size_t) batch *
-									 nn_model_input_size(model));
-	fs.ybuf = MemoryContextAllocHuge(fitcxt, sizeof(float) * (size_t) batch *
-									 nnpg_reader_target_width(&train_src->r));
-	fs.slot_row = MemoryContextAllocHuge(fitcxt, sizeof(int64) * (size_t) batch);
-	scratch_x = palloc(sizeof(float) * nn_model_input_size(model));
-	scratch_y = palloc(sizeof(float) * nnpg_reader_target_width(&train_src->r));
-
-	/* the training rows first; validation rows get what is left */
-	cache_left = nnpg_data_cache_bytes();
-	cache_left -= load_rows(train_src, cache_left, scratch_x, scratch_y);
-	train.src = train_src;
-	train.lo = 0;
-	train.hi = train_src->n;
-
-	if (val_split > 0)
-	{
-		int64		n_train = (int64) floor((double) train_src->n * (1.0 - val_split));
-
-		if (n_train == train_src->n || n_train < 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("too few rows for validation_split %g", val_split),
-					 errdetail("The query returned " INT64_FORMAT " rows, which leaves " INT64_FORMAT " for training and " INT64_FORMAT " for validation.",
-							   train_src->n, n_train, train_src->n - n_train)));
-		train.hi = n_train;
-		val.src = train_src;
-		val.lo = n_train;
-		val.hi = train_src->n;
-		has_val = true;
-	}
-	else if (val_query != NULL)
-	{
-		val_src = palloc0(sizeof(rowsource));
-		val_src->r.label = "validation query";
-		val_src->r.has_target = true;
-		val_src->r.skip_nulls = fo.skip_nulls;
-		val_src->r.n_in = (int32) nn_model_input_size(model);
-		nnpg_reader_open(&val_src->r, val_query);
-		if (!nnpg_reader_next(&val_src->r))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("validation query returned no rows")));
-		if (val_src->r.target_scalar != train_src->r.target_scalar)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("the targets of the validation query and the query are of different kinds")));
-		nnpg_target_setup(&val_src->r, model, fs.loss);
-		(void) load_rows(val_src, cache_left, scratch_x, scratch_y);
-		val.src = val_src;
-		val.lo = 0;
-		val.hi = val_src->n;
-		has_val = true;
-	}
-
-	if (train_src->in_memory)
-	{
-		int64		n = train.hi - train.lo;
-
-		fs.order = MemoryContextAllocHuge(fitcxt, sizeof(uint32) * (size_t) n);
-		for (int64 i = 0; i < n; i++)
-			fs.order[i] = (uint32) (train.lo + i);
-	}
-
-	/* normalize layers learn their statistics from the training rows */
-	if (nn_model_needs_adapt(model))
-	{
-		dataset_pass(&fs, &train, adapt_step, NULL);
-		nnpg_check(nn_model_adapt_finish(model, &err), &err);
-	}
-
-	initStringInfo(&history);
-	initStringInfo(&metrics);
-	appendStringInfoChar(&history, '[');
-
-	fs.name = name;
-	fs.epoch = 0;
-	errcallback.callback = fit_error_callback;
-	errcallback.arg = &fs;
-	errcallback.previous = error_context_stack;
-	error_context_stack = &errcallback;
-
-	for (int32 e = 1; e <= epochs; e++)
-	{
-		instr_time	start;
-		double		loss;
-		double		acc = 0;
-		double		vloss = 0;
-		double		vacc = 0;
-		double		secs;
-		double		monitor;
-		Datum		values[6];
-		bool		nulls[6] = {false, false, !classification, !has_val,
-		!has_val || !classification, false};
-
-		INSTR_TIME_SET_CURRENT(start);
-		fs.epoch = e;
-		fs.batch_no = 0;
-		fs.loss_sum = 0;
-		fs.correct = 0;
-		fs.seen = 0;
-		train_epoch(&fs, &train);
-		loss = fs.loss_sum / (double) Max(fs.seen, 1);
-		if (classification)
-			acc = (double) fs.correct / (double) Max(fs.seen, 1);
-
-		if (has_val)
-		{
-			fs.loss_sum = 0;
-			fs.correct = 0;
-			fs.seen = 0;
-			dataset_pass(&fs, &val, eval_step, NULL);
-			vloss = fs.loss_sum / (double) Max(fs.seen, 1);
-			if (classification)
-				vacc = (double) fs.correct / (double) Max(fs.seen, 1);
-		}
-		secs = seconds_since(start);
-		epochs_run = e;
-
-		values[0] = Int32GetDatum(e);
-		values[1] = Float8GetDatum(loss);
-		values[2] = Float8GetDatum(acc);
-		values[3] = Float8GetDatum(vloss);
-		values[4] = Float8GetDatum(vacc);
-		values[5] = Float8GetDatum(secs);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-
-		resetStringInfo(&metrics);
-		appendStringInfo(&metrics, "{\"epoch\": %d", e);
-		json_field(&metrics, "loss", loss, false);
-		json_field(&metrics, "accuracy", acc, !classification);
-		json_field(&metrics, "val_loss", vloss, !has_val);
-		json_field(&metrics, "val_accuracy", vacc, !has_val || !classification);
-		json_field(&metrics, "seconds", secs, false);
-		appendStringInfoString(&metrics, ", \"learning_rate\": ");
-		nnpg_json_float(&metrics, nn_model_current_lr(model));
-		appendStringInfoChar(&metrics, '}');
-		if (e > 1)
-			appendStringInfoString(&history, ", ");
-		appendBinaryStringInfo(&history, metrics.data, metrics.len);
-
-		if (verbose)
-		{
-			StringInfoData msg;
-
-			initStringInfo(&msg);
-			appendStringInfo(&msg, "epoch %d/%d: loss=%.4f", e, epochs, loss);
-			if (classification)
-				appendStringInfo(&msg, " accuracy=%.4f", acc);
-			if (has_val)
-			{
-				appendStringInfo(&msg, " val_loss=%.4f", vloss);
-				if (classification)
-					appendStringInfo(&msg, " val_accuracy=%.4f", vacc);
-			}
-			appendStringInfo(&msg, " (%.1f s)", secs);
-			ereport(NOTICE, (errmsg_internal("%s", msg.data)));
-			pfree(msg.data);
-		}
-
-		/* early stopping and plateaus watch val_loss, else loss */
-		monitor = has_val ? vloss : loss;
-		if (monitor < best_monitor)
-		{
-			best_monitor = monitor;
-			wait = 0;
-		}
-		else
-			wait++;
-		if (fo.plateau)
-		{
-			if (monitor < plateau_best)
-			{
-				plateau_best = monitor;
-				plateau_wait = 0;
-			}
-			else if (++plateau_wait >= fo.plateau_patience)
-			{
-				double		cur = nn_model_current_lr(model);
-				double		next = Max(cur * fo.plateau_factor, fo.min_lr);
-
-				if (next < cur && cur > 0)
-				{
-					nn_model_scale_lr(model, (float) (next / cur));
-					if (verbose)
-						ereport(NOTICE,
-								(errmsg_internal("epoch %d: reducing the learning rate to %g",
-												 e, next)));
-				}
-				plateau_wait = 0;
-			}
-		}
-		if (have_patience && wait > 0 && wait >= patience && e < epochs)
-		{
-			stopped_early = true;
-			if (verbose)
-				ereport(NOTICE,
-						(errmsg_internal("epoch %d: stopping early, %s has not improved for %d epochs",
-										 e, has_val ? "val_loss" : "loss", wait)));
-			break;
-		}
-	}
-	appendStringInfoChar(&history, ']');
-	error_context_stack = errcallback.previous;
-
-	if (verbose && (train_src->r.n_skipped > 0 ||
-					(val_src && val_src->r.n_skipped > 0)))
-		ereport(NOTICE,
-				(errmsg("skipped " INT64_FORMAT " rows with null values",
-						train_src->r.n_skipped +
-						(val_src ? val_src->r.n_skipped : 0))));
-
-	/* settings, for the record and for nn_evaluate */
-	initStringInfo(&training);
-	appendStringInfoString(&training, "{\"optimizer\": ");
-	escape_json(&training, nn_optimizer_name(optkind));
-	json_field(&training, "learning_rate", lr, false);
-	appendStringInfoString(&training, ", \"loss\": ");
-	escape_json(&training, nn_loss_name(fs.loss));
-	appendStringInfo(&training, ", \"epochs\": %d, \"epochs_run\": %d, \"batch_size\": %d",
-					 epochs, epochs_run, batch);
-	appendStringInfo(&training, ", \"seed\": " INT64_FORMAT, seed);
-	if (built_now)
-		appendStringInfo(&training, ", \"init_seed\": " INT64_FORMAT, init_seed);
-	appendStringInfo(&training, ", \"shuffle\": %s", shuffle ? "true" : "false");
-	appendStringInfoString(&training, ", \"query\": ");
-	escape_json(&training, query);
-	if (val_query != NULL)
-	{
-		appendStringInfoString(&training, ", \"validation_query\": ");
-		escape_json(&training, val_query);
-	}
-	json_field(&training, "validation_split", val_split, false);
-	if (have_patience)
-		appendStringInfo(&training, ", \"early_stopping_patience\": %d", patience);
-	appendStringInfo(&training, ", \"stopped_early\": %s",
-					 stopped_early ? "true" : "false");
-	appendStringInfo(&training, ", \"rows\": " INT64_FORMAT ", \"validation_rows\": " INT64_FORMAT,
-					 train.hi - train.lo, has_val ? val.hi - val.lo : (int64) 0);
-	appendStringInfo(&training, ", \"from_version\": %d", row.version);
-	appendStringInfoString(&training, ", \"input_shape\": ");
-	appendStringInfoString(&training,
-						   nnpg_shape_to_json(nn_model_get_spec(model)->input_rank,
-											  nn_model_get_spec(model)->input_shape));
-	appendStringInfoString(&training, ", \"options\": ");
-	appendStringInfoString(&training,
-						   JsonbToCString(NULL, &options->root, VARSIZE(options)));
-	appendStringInfoChar(&training, '}');
-
-	/* only now, with everything done, store the new version */
-	weights = nnpg_serialize_model(model, true);
-	new_version = nnpg_insert_model(name, true, 0, row.owner,
-									PointerGetDatum(row.layers),
-									nnpg_jsonb_from_cstring(training.data),
-									nnpg_jsonb_from_cstring(metrics.data), false,
-									nnpg_jsonb_from_cstring(history.data), false,
-									weights, nn_model_param_count(model));
-	if (verbose)
-		ereport(NOTICE,
-				(errmsg("stored version %d of model \"%s\"", new_version, name)));
-
-	if (val_src)
-		nnpg_reader_close(&val_src->r);
-	nnpg_reader_close(&train_src->r);
+	/* end: store the new version, then release everything */
+	fit_report_skipped(&fc);
+	fit_store(&fc);
+	fit_close_sources(&fc);
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
-	MemoryContextDelete(fitcxt);
+	MemoryContextDelete(fc.cxt);
 	return (Datum) 0;
 }
