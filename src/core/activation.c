@@ -1,6 +1,7 @@
 /*
  * activation.c: element-wise activations and the row-wise softmax, forward
- * and backward.  Backward passes use only the output y (every activation
+ * and backward, and the activation layer (Keras's Activation) that applies
+ * one on its own.  Backward passes use only the output y (every activation
  * here has a derivative expressible through its output), so layers keep no
  * pre-activation copy.
  *
@@ -9,8 +10,21 @@
  * computed with the row maximum subtracted.
  */
 #include <math.h>
+#include <string.h>
 
 #include "nn_internal.h"
+
+static const nn_kind_option activation_options[] = {
+	NN_TAKES(NN_OPTION_ACTIVATION, .required = true),
+	NN_TAKES(NN_OPTION_ALPHA, .def = 0),
+};
+
+/* Does the activation take a slope? */
+bool
+nn_activation_has_alpha(nn_activation act)
+{
+	return act == NN_ACT_LEAKY_RELU || act == NN_ACT_ELU;
+}
 
 static inline float
 alpha_or(float alpha, float dflt)
@@ -147,3 +161,35 @@ nn_act_backward(nn_activation act, float alpha, float *dz, const float *dy,
 			break;
 	}
 }
+
+/* y = f(x); the last layer keeps x as logits for a fused loss. */
+static nn_status
+activation_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+				   nn_rng *rng, nn_error *err)
+{
+	size_t		total = l->out_size * n;
+	size_t		k = l->out_shape[l->out_rank - 1];
+
+	(void) m, (void) training, (void) rng, (void) err;
+	if (l->logits)
+		memcpy(l->logits, l->x, sizeof(float) * total);
+	nn_act_forward(l->spec.activation, l->spec.alpha, l->ybuf, l->x,
+				   total / k, k);
+	return NN_OK;
+}
+
+/* dy is already dz (the dispatcher applied f'): dx = dz. */
+static void
+activation_backward(nn_model *m, nn_layer *l, float *dx, float *dy,
+					int32_t n)
+{
+	(void) m;
+	if (dx)
+		memcpy(dx, dy, sizeof(float) * l->out_size * n);
+}
+
+const nn_layer_type nn_activation_type = {
+	.name = "activation", .since = 1, .flags = NN_KIND_ACTIVATES,
+	.options = activation_options, .n_options = NN_LENGTH(activation_options),
+	.forward = activation_forward, .backward = activation_backward,
+};

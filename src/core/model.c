@@ -9,41 +9,10 @@
  * buffers are sized once by nn_model_prepare() for the largest batch:
  * nothing is allocated per batch.
  */
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "nn_internal.h"
-
-/* Is this layer's forward a pass-through of its input (no own buffer)? */
-static bool
-is_identity(const nn_layer *l, bool training)
-{
-	switch (l->spec.kind)
-	{
-		case NN_LAYER_FLATTEN:
-		case NN_LAYER_RESHAPE:
-			return true;
-		case NN_LAYER_DROPOUT:
-			return !training || l->spec.rate <= 0.0f;
-		default:
-			return false;
-	}
-}
-
-static nn_activation
-layer_activation(const nn_layer *l)
-{
-	switch (l->spec.kind)
-	{
-		case NN_LAYER_DENSE:
-		case NN_LAYER_CONV2D:
-		case NN_LAYER_ACTIVATION:
-			return l->spec.activation;
-		default:
-			return NN_ACT_LINEAR;
-	}
-}
 
 /* Validate the model-level fields of a spec. */
 static nn_status
@@ -70,6 +39,8 @@ static nn_status
 infer_layer(nn_layer *l, const nn_layer *prev, const nn_model_spec *spec,
 			int i, nn_error *err)
 {
+	nn_status	st;
+
 	l->spec = spec->layers[i];
 	if (prev)
 	{
@@ -83,19 +54,20 @@ infer_layer(nn_layer *l, const nn_layer *prev, const nn_model_spec *spec,
 		memcpy(l->in_shape, spec->input_shape,
 			   sizeof(int32_t) * spec->input_rank);
 	}
+	if ((st = nn_layer_infer(l, i, err)) != NN_OK)
+		return st;
 	/* ids have no gradient: nothing trainable or value-mixing before them */
-	if (l->spec.kind == NN_LAYER_EMBEDDING)
+	if (l->type->flags & NN_KIND_TOKENS)
 		for (int j = 0; j < i; j++)
 		{
-			nn_layer_kind k = spec->layers[j].kind;
+			const nn_layer_type *t = nn_layer_type_of(spec->layers[j].kind);
 
-			if (k != NN_LAYER_RESHAPE && k != NN_LAYER_FLATTEN &&
-				k != NN_LAYER_RESCALE)
+			if (!(t->flags & NN_KIND_KEEPS_IDS))
 				return nn_fail(err, NN_ERR_SPEC, i,
-							   "layer %d (embedding): must be the first layer (or follow only reshape, flatten and rescale layers), not follow layer %d (%s)",
-							   i + 1, j + 1, nn_layer_kind_name(k));
+							   "layer %d (%s): must be the first layer (or follow only reshape, flatten and rescale layers), not follow layer %d (%s)",
+							   i + 1, l->type->name, j + 1, t->name);
 		}
-	return nn_layer_infer(l, i, err);
+	return NN_OK;
 }
 
 /*
@@ -303,6 +275,9 @@ nn_model_create(nn_model **out, const nn_model_spec *spec, uint64_t seed,
 
 	if ((st = nn_model_build(out, spec, max_bytes, alloc, err)) != NN_OK)
 		return st;
+	/* fresh statistics too: they are adapted again at the first fit */
+	for (int i = 0; i < (*out)->n_layers; i++)
+		(*out)->layers[i].spec.adapted = (*out)->spec.layers[i].adapted = false;
 	nn_rng_seed(&rng, seed);
 	for (int i = 0; i < (*out)->n_layers; i++)
 		if (!nn_layer_init_params(*out, &(*out)->layers[i], &rng))
@@ -332,16 +307,6 @@ nn_model_output_size(const nn_model *m)
 	return m->layers[m->n_layers - 1].out_size;
 }
 
-static int64_t
-layer_params(const nn_layer *l)
-{
-	if (l->spec.kind == NN_LAYER_NORMALIZE)
-		return 2 * (int64_t) l->channels + 1;	/* mean, variance, count */
-	if (l->spec.kind == NN_LAYER_BATCHNORM)
-		return 4 * (int64_t) l->channels;	/* moving statistics counted */
-	return l->w_len + l->r_len + l->b_len;
-}
-
 /* Parameter count as Keras reports it (non-trainable statistics included). */
 int64_t
 nn_model_param_count(const nn_model *m)
@@ -349,7 +314,7 @@ nn_model_param_count(const nn_model *m)
 	int64_t		n = 0;
 
 	for (int i = 0; i < m->n_layers; i++)
-		n += layer_params(&m->layers[i]);
+		n += nn_layer_keras_params(&m->layers[i]);
 	return n;
 }
 
@@ -363,8 +328,7 @@ output_layer(const nn_model *m)
 {
 	int			i = m->n_layers - 1;
 
-	while (i > 0 && (m->layers[i].spec.kind == NN_LAYER_FLATTEN ||
-					 m->layers[i].spec.kind == NN_LAYER_RESHAPE))
+	while (i > 0 && (m->layers[i].type->flags & NN_KIND_RELABEL))
 		i--;
 	return &m->layers[i];
 }
@@ -372,7 +336,7 @@ output_layer(const nn_model *m)
 nn_activation
 nn_model_output_activation(const nn_model *m)
 {
-	return layer_activation(output_layer(m));
+	return nn_layer_out_activation(output_layer(m));
 }
 
 void
@@ -383,7 +347,7 @@ nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info)
 	info->kind = l->spec.kind;
 	info->rank = l->out_rank;
 	memcpy(info->shape, l->out_shape, sizeof(info->shape));
-	info->params = layer_params(l);
+	info->params = nn_layer_keras_params(l);
 }
 
 float *
@@ -444,14 +408,45 @@ add_buffer(size_t *total, size_t count, size_t elem, int32_t batch)
 		nn_size_add(total, *total, b);
 }
 
-/* Per-sample im2col (or Winograd input) floats of a conv2d layer. */
-static size_t
-col_size(const nn_layer *l)
+/* Count one layer's buffers for batches of B rows into *total. */
+static bool
+count_layer(const nn_layer *l, bool training, int32_t B, size_t *total)
 {
-	if (l->wino)
-		return nn_wino_col_size(l);
-	return (size_t) l->out_shape[0] * l->out_shape[1] *
-		l->spec.kernel[0] * l->spec.kernel[1] * l->in_shape[2];
+	nn_layer_buffers b;
+
+	nn_layer_buffers_of(l, training, &b);
+	return (nn_layer_is_identity(l, training) ||
+			add_buffer(total, l->out_size, sizeof(float), B)) &&
+		add_buffer(total, b.col, sizeof(float), B) &&
+		add_buffer(total, b.kernel, sizeof(float), 1) &&
+		add_buffer(total, b.argmax, sizeof(int32_t), B) &&
+		add_buffer(total, b.work, sizeof(float), B) &&
+		add_buffer(total, b.mask, sizeof(float), B);
+}
+
+/* n elements of size elem, or NULL when n is 0; false when out of memory. */
+static bool
+alloc_buffer(const nn_alloc *a, void **p, size_t n, size_t elem)
+{
+	*p = n > 0 ? nn_alloc_bytes(a, n * elem) : NULL;
+	return n == 0 || *p != NULL;
+}
+
+/* Allocate one layer's buffers for batches of B rows. */
+static bool
+alloc_layer(nn_model *m, nn_layer *l, bool training, int32_t B)
+{
+	const nn_alloc *a = &m->alloc;
+	nn_layer_buffers b;
+	size_t		out = nn_layer_is_identity(l, training) ? 0 : l->out_size;
+
+	nn_layer_buffers_of(l, training, &b);
+	return alloc_buffer(a, (void **) &l->ybuf, out * B, sizeof(float)) &&
+		alloc_buffer(a, (void **) &l->col, b.col * B, sizeof(float)) &&
+		alloc_buffer(a, (void **) &l->wt, b.kernel, sizeof(float)) &&
+		alloc_buffer(a, (void **) &l->argmax, b.argmax * B, sizeof(int32_t)) &&
+		alloc_buffer(a, (void **) &l->work, b.work * B, sizeof(float)) &&
+		alloc_buffer(a, (void **) &l->mask, b.mask * B, sizeof(float));
 }
 
 /* Size (and allocate) work buffers for batches of up to max_batch rows. */
@@ -481,22 +476,7 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 
 		maxsz = l->in_size > maxsz ? l->in_size : maxsz;
 		maxsz = l->out_size > maxsz ? l->out_size : maxsz;
-		if (!is_identity(l, training))
-			ok = add_buffer(&total, l->out_size, sizeof(float), B);
-		if (ok && l->spec.kind == NN_LAYER_CONV2D)
-			ok = add_buffer(&total, col_size(l), sizeof(float), B);
-		if (ok && l->wino)
-			ok = add_buffer(&total, nn_wino_kernel_size(l, training),
-							sizeof(float), 1);
-		if (ok && training && (l->spec.kind == NN_LAYER_MAXPOOL2D ||
-							   l->spec.kind == NN_LAYER_GLOBAL_MAXPOOL))
-			ok = add_buffer(&total, l->out_size, sizeof(int32_t), B);
-		if (ok)
-			ok = add_buffer(&total, nn_layer_work_size(l, training),
-							sizeof(float), B);
-		if (ok && training && l->spec.kind == NN_LAYER_DROPOUT &&
-			!is_identity(l, true))
-			ok = add_buffer(&total, l->in_size, sizeof(float), B);
+		ok = count_layer(l, training, B, &total);
 	}
 	if (ok && want_logits)
 		ok = add_buffer(&total, last->out_size, sizeof(float), B);
@@ -514,26 +494,7 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 
 	free_buffers(m);
 	for (int i = 0; i < m->n_layers && ok; i++)
-	{
-		nn_layer   *l = &m->layers[i];
-
-		if (!is_identity(l, training))
-			ok = (l->ybuf = nn_alloc_bytes(a, sizeof(float) * l->out_size * B)) != NULL;
-		if (ok && l->spec.kind == NN_LAYER_CONV2D)
-			ok = (l->col = nn_alloc_bytes(a, sizeof(float) * col_size(l) * B)) != NULL;
-		if (ok && l->wino)
-			ok = (l->wt = nn_alloc_bytes(a, sizeof(float) *
-										 nn_wino_kernel_size(l, training))) != NULL;
-		if (ok && training && (l->spec.kind == NN_LAYER_MAXPOOL2D ||
-							   l->spec.kind == NN_LAYER_GLOBAL_MAXPOOL))
-			ok = (l->argmax = nn_alloc_bytes(a, sizeof(int32_t) * l->out_size * B)) != NULL;
-		if (ok && nn_layer_work_size(l, training) > 0)
-			ok = (l->work = nn_alloc_bytes(a, sizeof(float) *
-										   nn_layer_work_size(l, training) * B)) != NULL;
-		if (ok && training && l->spec.kind == NN_LAYER_DROPOUT &&
-			!is_identity(l, true))
-			ok = (l->mask = nn_alloc_bytes(a, sizeof(float) * l->in_size * B)) != NULL;
-	}
+		ok = alloc_layer(m, &m->layers[i], training, B);
 	if (ok && want_logits)
 		ok = (last->logits = nn_alloc_bytes(a, sizeof(float) * last->out_size * B)) != NULL;
 	if (ok && training)
@@ -578,7 +539,7 @@ forward(nn_model *m, const float **out, const float *x, int32_t n, int upto,
 		nn_layer   *l = &m->layers[i];
 
 		l->x = cur;
-		st = nn_layer_forward(m, l, i, n, training, rng, err);
+		st = nn_layer_forward(m, l, n, training, rng, err);
 		if (st != NN_OK)
 			return st;
 		cur = l->y;
@@ -704,9 +665,15 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 		if ((st = forward(m, &unused, x, n, m->n_layers, true, rng, err)) != NN_OK)
 			return st;
 	}
-	st = nn_loss_compute(m->loss, oact, m->dloss, last->y, last->logits, y, n,
-						 last->out_size, m->class_weights, m->n_class_weights,
-						 &batch_loss, correct, err);
+	{
+		nn_loss_batch lb = {
+			.y = last->y, .logits = last->logits, .t = y, .n = n,
+			.k = last->out_size, .class_weights = m->class_weights,
+			.n_cw = m->n_class_weights, .out_act = oact, .loss = m->loss
+		};
+
+		st = nn_loss_compute(m->dloss, &batch_loss, correct, &lb, err);
+	}
 	if (st != NN_OK)
 	{
 		if (st == NN_ERR_NUMERIC)
@@ -803,9 +770,16 @@ nn_model_evaluate_batch(nn_model *m, float *pred_out, const float *x,
 		return nn_fail(err, NN_ERR_SPEC, -1, "unrecognized loss %d", (int) loss);
 	if ((st = forward(m, &out, x, n, m->n_layers, false, NULL, err)) != NN_OK)
 		return st;
-	st = nn_loss_compute(loss, nn_model_output_activation(m), NULL, out,
-						 last->logits, y, n, last->out_size, class_weights,
-						 n_class_weights, loss_sum, correct, err);
+	{
+		nn_loss_batch lb = {
+			.y = out, .logits = last->logits, .t = y, .n = n,
+			.k = last->out_size, .class_weights = class_weights,
+			.n_cw = n_class_weights,
+			.out_act = nn_model_output_activation(m), .loss = loss
+		};
+
+		st = nn_loss_compute(NULL, loss_sum, correct, &lb, err);
+	}
 	if (st != NN_OK)
 		return st;
 	if (pred_out)
@@ -833,11 +807,13 @@ nn_model_step_count(const nn_model *m)
 
 /* ---------- normalize adaptation ---------- */
 
+/* The first layer whose statistics still come from the data, or -1. */
 static int
-pending_normalize(const nn_model *m)
+pending_adapt(const nn_model *m)
 {
 	for (int i = 0; i < m->n_layers; i++)
-		if (m->layers[i].spec.kind == NN_LAYER_NORMALIZE && !m->layers[i].adapted)
+		if ((m->layers[i].type->flags & NN_KIND_ADAPTS) &&
+			!m->layers[i].spec.adapted)
 			return i;
 	return -1;
 }
@@ -845,71 +821,38 @@ pending_normalize(const nn_model *m)
 bool
 nn_model_needs_adapt(const nn_model *m)
 {
-	return pending_normalize(m) >= 0;
+	return pending_adapt(m) >= 0;
 }
 
 /*
- * Accumulate per-channel sums for the first normalize layer not yet
+ * Accumulate per-channel statistics for the first normalize layer not yet
  * adapted, from its input (the rows forwarded through earlier layers).
  * Several normalize layers adapt one pass over the data each.
  */
 nn_status
 nn_model_adapt_batch(nn_model *m, const float *x, int32_t n, nn_error *err)
 {
-	int			i = pending_normalize(m);
+	int			i = pending_adapt(m);
 	nn_layer   *l;
 	const float *in;
 	nn_status	st;
-	int32_t		C;
 
 	if (i < 0)
 		return NN_OK;
 	if ((st = check_batch(m, n, false, err)) != NN_OK)
 		return st;
 	l = &m->layers[i];
-	C = l->channels;
 	if (l->acc == NULL)
 	{
-		l->acc = nn_alloc_bytes(&m->alloc, sizeof(double) * 3 * C);
+		l->acc = nn_alloc_bytes(&m->alloc, sizeof(double) * 3 * l->channels);
 		if (l->acc == NULL)
 			return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
-		memset(l->acc, 0, sizeof(double) * 3 * C);
+		memset(l->acc, 0, sizeof(double) * 3 * l->channels);
 		l->acc_n = 0;
 	}
 	if ((st = forward(m, &in, x, n, i, false, NULL, err)) != NN_OK)
 		return st;
-	{
-		/*
-		 * Chan et al.'s pairwise update: the batch's mean and sum of squared
-		 * deviations by two passes, merged into the running (mean, M2), so
-		 * that no E[x^2] - mean^2 cancellation happens.
-		 */
-		double	   *mean = l->acc,
-				   *m2 = l->acc + C,
-				   *bmean = l->acc + 2 * C;
-		int64_t		nb = (int64_t) (l->in_size / C) * n;
-		double		na = (double) l->acc_n,
-					tot = na + (double) nb;
-
-		for (int32_t c = 0; c < C; c++)
-			bmean[c] = 0.0;
-		for (size_t r = 0; r < l->in_size * n; r += C)
-			for (int32_t c = 0; c < C; c++)
-				bmean[c] += in[r + c];
-		for (int32_t c = 0; c < C; c++)
-			bmean[c] /= (double) nb;
-		for (int32_t c = 0; c < C; c++)
-		{
-			double		bm2 = 0.0,
-						delta = bmean[c] - mean[c];
-
-			for (size_t r = c; r < l->in_size * n; r += C)
-				bm2 += (in[r] - bmean[c]) * (in[r] - bmean[c]);
-			mean[c] += delta * (double) nb / tot;
-			m2[c] += bm2 + delta * delta * na * (double) nb / tot;
-		}
-		l->acc_n += nb;
-	}
+	nn_normalize_accumulate(l, in, n);
 	return NN_OK;
 }
 
@@ -917,35 +860,9 @@ nn_model_adapt_batch(nn_model *m, const float *x, int32_t n, nn_error *err)
 nn_status
 nn_model_adapt_finish(nn_model *m, nn_error *err)
 {
-	int			i = pending_normalize(m);
-	nn_layer   *l;
-	float	   *mean;
+	int			i = pending_adapt(m);
 
 	if (i < 0)
 		return NN_OK;
-	l = &m->layers[i];
-	if (l->acc == NULL || l->acc_n == 0)
-		return nn_fail(err, NN_ERR_DATA, i,
-					   "layer %d (normalize): no rows to adapt to", i + 1);
-	mean = m->state + l->s_off;
-	for (int32_t c = 0; c < l->channels; c++)
-	{
-		double		mu = l->acc[c];
-		double		var = l->acc[l->channels + c] / l->acc_n;
-
-		/* float32 statistics: a variance past FLT_MAX cannot be stored */
-		if (!(fabs(mu) <= FLT_MAX && var <= FLT_MAX))
-			return nn_fail(err, NN_ERR_DATA, i,
-						   "layer %d (normalize): values of feature %d are too large to normalize",
-						   i + 1, c + 1);
-	}
-	for (int32_t c = 0; c < l->channels; c++)
-	{
-		mean[c] = (float) l->acc[c];
-		mean[l->channels + c] = (float) (l->acc[l->channels + c] / l->acc_n);
-	}
-	nn_free_bytes(&m->alloc, l->acc);
-	l->acc = NULL;
-	l->adapted = true;
-	return NN_OK;
+	return nn_normalize_finish(m, &m->layers[i], err);
 }

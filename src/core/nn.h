@@ -150,6 +150,8 @@ typedef struct nn_layer_spec
 	int32_t		output_dim;		/* embedding: vector length */
 	nn_activation recurrent_activation;	/* lstm, gru: sigmoid */
 	bool		return_sequences;	/* rnn layers: (T, units) rather than (units) */
+	bool		adapted;		/* normalize: statistics adapted (set by the
+								 * core, kept in model bytes) */
 } nn_layer_spec;
 
 typedef struct nn_model_spec
@@ -165,6 +167,81 @@ const char *nn_layer_kind_name(nn_layer_kind kind);
 int			nn_layer_kind_from_name(const char *name, nn_layer_kind *kind);
 const char *nn_activation_name(nn_activation act);
 int			nn_activation_from_name(const char *name, nn_activation *act);
+/* Does the activation take a slope ("alpha": leaky_relu, elu)? */
+bool		nn_activation_has_alpha(nn_activation act);
+
+/* ---------- layer options (the layer table, layer.c) ---------- */
+
+/*
+ * Every layer option is one row: its JSON name, value type, field of
+ * nn_layer_spec, allowed range, the value it holds in a kind that does not
+ * take it, and the model format version that added it.  The rows are in
+ * the order of the layer records of the model bytes.  A layer kind lists
+ * the rows it takes with its defaults.  Spec parsing and JSON output (the
+ * glue), defaults (nn_layer_spec_init), validation and "not an option of
+ * this layer" errors (nn_spec_check) and model bytes all read these rows.
+ */
+typedef enum nn_value_type
+{
+	NN_VAL_INT,					/* int32_t in [min, max] */
+	NN_VAL_FLOAT,				/* finite float in [min, max] */
+	NN_VAL_BOOL,
+	NN_VAL_ACTIVATION,			/* nn_activation, named in JSON */
+	NN_VAL_PAIR,				/* int32_t[2] each in [min, max]; JSON: n or
+								 * [h, w] */
+	NN_VAL_SHAPE,				/* int32_t rank then int32_t[NN_MAX_RANK]
+								 * dimensions in [min, max] */
+	NN_VAL_PADDING				/* bool: JSON "same" (true) or "valid" */
+} nn_value_type;
+
+#define NN_OPTION_MIN_OPEN	0x01	/* the range excludes min */
+#define NN_OPTION_MAX_OPEN	0x02	/* the range excludes max */
+#define NN_OPTION_QUIET		0x04	/* JSON output omits it at its default */
+#define NN_OPTION_SLOPE		0x08	/* applies only when the activation has
+									 * a slope (nn_activation_has_alpha) */
+#define NN_OPTION_INTERNAL	0x10	/* set by the core, not a JSON option */
+
+typedef struct nn_option
+{
+	const char *name;			/* JSON key */
+	nn_value_type type;
+	uint16_t	offset;			/* offsetof(nn_layer_spec, field) */
+	uint8_t		flags;			/* NN_OPTION_* */
+	uint8_t		since;			/* model format version that added it */
+	double		min;
+	double		max;
+	double		unset;			/* its value in a kind that does not take it */
+} nn_option;
+
+/* An option as a kind takes it. */
+typedef struct nn_kind_option
+{
+	const nn_option *option;
+	double		def;			/* default (both values of a pair) */
+	bool		required;		/* must be given in JSON */
+	const char *name;			/* JSON name when not the row's, or NULL */
+} nn_kind_option;
+
+/* The options of a kind in the order they are listed to users; NULL, 0
+ * for an unrecognized kind. */
+const nn_kind_option *nn_layer_kind_options(nn_layer_kind kind, int32_t *n);
+/* The JSON name under which a kind takes an option. */
+const char *nn_kind_option_name(const nn_kind_option *ko);
+
+/* A scalar option's value (int, float, bool, activation, padding). */
+double		nn_option_get(const nn_layer_spec *spec, const nn_option *opt);
+/* Set a scalar option, or both values of a pair. */
+void		nn_option_set(nn_layer_spec *spec, const nn_option *opt, double v);
+/* The int32_t values of a pair, or the dimensions of a shape. */
+int32_t    *nn_option_ints(nn_layer_spec *spec, const nn_option *opt);
+/* Is v (a number, a pair element or a dimension) in the option's range? */
+bool		nn_option_in_range(const nn_option *opt, double v);
+/* "a positive integer", "a number in [0, 1)", ...: what a value must be. */
+void		nn_option_describe(char *buf, size_t len, const nn_option *opt);
+/* Does the option apply to this layer (NN_OPTION_SLOPE)? */
+bool		nn_option_applies(const nn_layer_spec *spec, const nn_option *opt);
+
+/* Keras's defaults for a kind, from the layer table. */
 void		nn_layer_spec_init(nn_layer_spec *spec, nn_layer_kind kind);
 
 /* ---------- losses and optimizers ---------- */

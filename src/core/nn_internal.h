@@ -26,10 +26,14 @@
 #define NN_SIMD
 #endif
 
+typedef struct nn_layer_type nn_layer_type;
+
 /* One layer of a built model. */
 typedef struct nn_layer
 {
-	nn_layer_spec spec;
+	nn_layer_spec spec;			/* with derived defaults resolved */
+	const nn_layer_type *type;	/* the kind's row of the layer table */
+	int32_t		index;			/* 0-based position in the model */
 	int32_t		in_rank;
 	int32_t		in_shape[NN_MAX_RANK];
 	int32_t		out_rank;
@@ -49,7 +53,6 @@ typedef struct nn_layer
 	/* normalize, batchnorm: per-channel statistics in the model's state vector */
 	int64_t		s_off;			/* mean at s_off, variance at s_off + C */
 	int32_t		channels;
-	bool		adapted;
 	double	   *acc;			/* (3, C): count-free Welford sums while adapting */
 	int64_t		acc_n;
 	/* forward results of the last batch */
@@ -63,10 +66,115 @@ typedef struct nn_layer
 	float	   *wt;				/* Winograd: transformed kernel (and its
 								 * gradient when training), see winograd.c */
 	bool		wt_ready;		/* wt holds U and the kernel it came from */
-	int32_t    *argmax;			/* maxpool2d: (B, out_size) input offsets */
+	int32_t    *argmax;			/* max pools: (B, out_size) input offsets */
 	float	   *mask;			/* dropout: (B, in_size) scaled keep mask */
-	float	   *work;			/* B x nn_layer_work_size() floats, see there */
+	float	   *work;			/* (B, buffers.work) floats, see the kind */
 } nn_layer;
+
+/* What a layer needs besides its output buffer, per sample unless noted. */
+typedef struct nn_layer_buffers
+{
+	size_t		col;			/* floats: conv2d im2col or Winograd input */
+	size_t		argmax;			/* int32_t: max pools' argmax (training) */
+	size_t		mask;			/* floats: dropout mask (training) */
+	size_t		work;			/* floats: the kind's scratch */
+	size_t		kernel;			/* floats, once: Winograd's kernel */
+} nn_layer_buffers;
+
+/* Kind flags (nn_layer_type.flags). */
+#define NN_KIND_RELABEL		0x01	/* output is the input relabelled: flatten,
+									 * reshape (always an identity) */
+#define NN_KIND_ACTIVATES	0x02	/* applies spec.activation to its output,
+									 * which a loss may fuse with */
+#define NN_KIND_STATE		0x04	/* keeps per-channel mean and variance */
+#define NN_KIND_TOKENS		0x08	/* reads token ids: only NN_KIND_KEEPS_IDS
+									 * kinds may come before it */
+#define NN_KIND_KEEPS_IDS	0x10	/* passes token ids on unmixed */
+#define NN_KIND_ADAPTS		0x20	/* its state is adapted from the training
+									 * data before the first fit */
+
+/*
+ * A row of the layer table (layer.c): everything about one layer kind.
+ * The functions see a layer whose spec passed the option checks and whose
+ * input shape, in_size and default output shape (the input's) are set.
+ */
+struct nn_layer_type
+{
+	const char *name;
+	uint8_t		since;			/* model format version that added it */
+	uint8_t		flags;			/* NN_KIND_* */
+	const nn_kind_option *options;
+	int32_t		n_options;
+	const void *impl;			/* the family's own data, or NULL */
+	/* derived defaults before the checks, or NULL */
+	void		(*resolve) (nn_layer_spec *spec);
+	/* kind checks, output shape and tensor lengths (w, r, b, channels);
+	 * NULL: the output is the input's shape and there are no tensors */
+	nn_status	(*infer) (nn_layer *l, nn_error *err);
+	/* initial weights; false when scratch memory cannot be had; or NULL */
+	bool		(*init) (nn_model *m, nn_layer *l, nn_rng *rng);
+	/* l->ybuf from l->x over n rows (NN_ERR_DATA only for bad input ids) */
+	nn_status	(*forward) (nn_model *m, nn_layer *l, int32_t n, bool training,
+							nn_rng *rng, nn_error *err);
+	/* parameter gradients and dx (NULL: not needed) from dy (n, out_size) */
+	void		(*backward) (nn_model *m, nn_layer *l, float *dx, float *dy,
+							 int32_t n);
+	/* buffers besides the output (zeroed by the caller), or NULL */
+	void		(*buffers) (const nn_layer *l, bool training,
+							nn_layer_buffers *b);
+	/* is the forward a pass-through of the input?  NULL: never */
+	bool		(*identity) (const nn_layer *l, bool training);
+	/* parameters as Keras counts them; NULL: w_len + r_len + b_len */
+	int64_t		(*keras_params) (const nn_layer *l);
+};
+
+/* Option rows, in model-bytes order (nn_options[] in layer.c). */
+typedef enum nn_option_id
+{
+	NN_OPTION_ACTIVATION,
+	NN_OPTION_ALPHA,
+	NN_OPTION_UNITS,
+	NN_OPTION_FILTERS,
+	NN_OPTION_KERNEL_SIZE,
+	NN_OPTION_STRIDES,
+	NN_OPTION_PADDING,
+	NN_OPTION_USE_BIAS,
+	NN_OPTION_SHAPE,
+	NN_OPTION_RATE,
+	NN_OPTION_SCALE,
+	NN_OPTION_OFFSET,
+	NN_OPTION_L1,
+	NN_OPTION_L2,
+	NN_OPTION_EPSILON,
+	NN_OPTION_ADAPTED,
+	NN_OPTION_MOMENTUM,
+	NN_OPTION_INPUT_DIM,
+	NN_OPTION_OUTPUT_DIM,
+	NN_OPTION_RECURRENT_ACTIVATION,
+	NN_OPTION_RETURN_SEQUENCES,
+	NN_OPTION_COUNT
+} nn_option_id;
+
+extern const nn_option nn_options[NN_OPTION_COUNT];
+
+/* Elements of an array. */
+#define NN_LENGTH(a) ((int32_t) (sizeof(a) / sizeof((a)[0])))
+
+/* A kind's option list entry for option row id: NN_TAKES(ID, .def = 1). */
+#define NN_TAKES(id, ...) {&nn_options[id], __VA_ARGS__}
+
+/* Fail with NN_ERR_SPEC naming layer l: "layer 3 (conv2d): ...". */
+#define NN_LAYER_FAIL(l, err, fmt, ...) \
+	nn_fail((err), NN_ERR_SPEC, (l)->index, "layer %d (%s): " fmt, \
+			(l)->index + 1, (l)->type->name, ##__VA_ARGS__)
+
+/* The table's row of a kind, NULL when the kind is not valid. */
+const nn_layer_type *nn_layer_type_of(nn_layer_kind kind);
+/* The kind's entry for an option row, NULL when it does not take it. */
+const nn_kind_option *nn_layer_takes(const nn_layer_type *t,
+									 const nn_option *opt);
+/* Does the option hold the value it has in kinds that do not take it? */
+bool		nn_option_is_unset(const nn_layer_spec *spec, const nn_option *opt);
 
 struct nn_model
 {
@@ -127,32 +235,55 @@ void		nn_act_backward(nn_activation act, float alpha, float *dz,
 							const float *dy, const float *y, size_t rows,
 							size_t k);
 
-/* work splitting (layers.c): is it worth the team; rows [r0, r1) of n */
+/* work splitting (threads.c): is it worth the team; rows [r0, r1) of n */
 bool		nn_par(double work, int32_t pieces);
 void		nn_thread_rows(int32_t n, int32_t *r0, int32_t *r1);
+int32_t		nn_team_size(void);
 
-/* layer geometry and kernels (layers.c) */
+/* GEMM layers' shared steps (affine.c) */
+void		nn_glorot_uniform(float *w, int64_t n, double fan_in,
+							  double fan_out, nn_rng *rng);
+void		nn_affine_finish(const nn_layer *l, float *y, float *logits,
+							 const float *b, size_t rows, size_t k);
+void		nn_affine_grads(nn_model *m, const nn_layer *l, const float *X,
+							const float *dz, int K, int F, size_t M);
+void		nn_bias_grads(nn_model *m, const nn_layer *l, const float *dz,
+						  int F, size_t M);
+
+/* image windows of conv2d and the pools (spatial.c) */
+typedef struct nn_window
+{
+	int32_t		H,
+				W,
+				C;				/* input */
+	int32_t		OH,
+				OW;				/* output */
+	int32_t		KH,
+				KW;				/* kernel or pool size */
+	int32_t		SH,
+				SW;				/* strides */
+} nn_window;
+
+nn_window	nn_window_of(const nn_layer *l);
+/* Checks sizes and input rank; sets out_shape[0..1] and the padding. */
+nn_status	nn_window_infer(nn_layer *l, const char *size_name, nn_error *err);
+
+/* layer dispatch through the table (layer.c) */
 nn_status	nn_layer_infer(nn_layer *l, int index, nn_error *err);
-/* NN_ERR_DATA only for embedding ids that are not valid */
-nn_status	nn_layer_forward(nn_model *m, nn_layer *l, int index, int32_t n,
+nn_status	nn_layer_forward(nn_model *m, nn_layer *l, int32_t n,
 							 bool training, nn_rng *rng, nn_error *err);
 /* dx may be NULL when the input gradient is not needed */
 void		nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy,
 							  int32_t n, bool fused);
-/* false only when scratch memory cannot be allocated */
 bool		nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng);
-/* Floats of l->work per sample (0: none) for the mode. */
-size_t		nn_layer_work_size(const nn_layer *l, bool training);
+void		nn_layer_buffers_of(const nn_layer *l, bool training,
+								nn_layer_buffers *b);
+bool		nn_layer_is_identity(const nn_layer *l, bool training);
+/* The activation applied at the layer's output (linear when none). */
+nn_activation nn_layer_out_activation(const nn_layer *l);
+int64_t		nn_layer_keras_params(const nn_layer *l);
 /* Does the kind keep non-trainable per-channel statistics (2 C floats)? */
 bool		nn_layer_has_state(nn_layer_kind kind);
-
-/* rnn layers (sequence.c): gates of a kind, forward and backward (BPTT) */
-int32_t		nn_rnn_gates(nn_layer_kind kind);
-bool		nn_rnn_init_params(nn_model *m, nn_layer *l, nn_rng *rng);
-size_t		nn_rnn_work_size(const nn_layer *l, bool training);
-void		nn_rnn_forward(nn_model *m, nn_layer *l, const float *x, int32_t n);
-void		nn_rnn_backward(nn_model *m, nn_layer *l, float *dx, const float *dy,
-							int32_t n);
 
 /* 3x3 stride-1 conv2d by Winograd F(4x4, 3x3) (winograd.c) */
 bool		nn_wino_fits(const nn_layer *l);
@@ -163,26 +294,37 @@ void		nn_wino_forward(nn_model *m, nn_layer *l, const float *x, int32_t n);
 void		nn_wino_backward(nn_model *m, nn_layer *l, float *dx,
 							 const float *dz, int32_t n);
 
-/* batchnorm, embedding, global pools (norm.c) */
-void		nn_batchnorm_forward(nn_model *m, nn_layer *l, const float *x,
-								 int32_t n, bool training);
-void		nn_batchnorm_backward(nn_model *m, nn_layer *l, float *dx,
-								  const float *dy, int32_t n);
-nn_status	nn_embedding_forward(nn_model *m, nn_layer *l, int index,
-								 const float *x, int32_t n, nn_error *err);
-void		nn_embedding_backward(nn_model *m, nn_layer *l, float *dx,
-								  const float *dy, int32_t n);
-void		nn_global_pool_forward(nn_layer *l, const float *x, int32_t n);
-void		nn_global_pool_backward(nn_layer *l, float *dx, const float *dy,
-									int32_t n);
+/* normalize statistics from the data (preprocess.c) */
+void		nn_normalize_accumulate(nn_layer *l, const float *in, int32_t n);
+nn_status	nn_normalize_finish(nn_model *m, nn_layer *l, nn_error *err);
 
 /* losses (loss.c): value and gradient w.r.t. the output (or logits if fused) */
+
+/* A batch of n rows of k outputs for nn_loss_compute. */
+typedef struct nn_loss_batch
+{
+	const float *y;				/* outputs (n, k) */
+	const float *logits;		/* pre-activation (n, k), read when fused */
+	const float *t;				/* targets: (n) class indices if sparse,
+								 * else (n, k) */
+	int32_t		n;
+	size_t		k;
+	const float *class_weights; /* (n_cw) by class, or NULL */
+	int32_t		n_cw;
+	nn_activation out_act;		/* the last layer's activation */
+	nn_loss_kind loss;
+} nn_loss_batch;
+
 bool		nn_loss_fused(nn_loss_kind loss, nn_activation out_act);
-nn_status	nn_loss_compute(nn_loss_kind loss, nn_activation out_act,
-							float *dout, const float *y, const float *logits,
-							const float *t, int32_t n, size_t k,
-							const float *class_weights, int32_t n_cw,
-							double *loss_sum, int64_t *correct, nn_error *err);
+
+/*
+ * Adds sum_r w_r L_r to *loss_sum and the number of correctly classified
+ * rows to *correct (if not NULL); when dout is not NULL writes into it the
+ * gradient (n, k) of the batch-mean loss w.r.t. the outputs (w.r.t. the
+ * logits when fused).  Fails on a bad class index or a non-finite loss.
+ */
+nn_status	nn_loss_compute(float *dout, double *loss_sum, int64_t *correct,
+							const nn_loss_batch *b, nn_error *err);
 
 /* optimizer (optim.c) */
 int32_t		nn_optimizer_slots(nn_optimizer_kind kind);

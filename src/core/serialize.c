@@ -4,7 +4,9 @@
  *
  *   header   magic "NNPGMODL", u32 format version, u32 flags, u64 total length
  *   spec     u32 input rank, 3 x i32 input shape, u32 layer count,
- *            per layer a fixed record of its options (88 bytes, 108 in version 2)
+ *            per layer a record: u32 kind, then the option rows of the
+ *            layer table (layer.c) that the format version has, in order
+ *            (88 bytes, 108 in version 2)
  *   tensors  u32 count; per tensor u32 layer, u32 role, u32 rank,
  *            4 x u32 dims, then its float32 values
  *   optimizer (flag bit 0) settings, loss, step, lr scale, class weights,
@@ -24,17 +26,16 @@
 
 #define NN_MAGIC		"NNPGMODL"
 /*
- * Version 1: the layers up to normalize, 22-field records.  Version 2 adds
- * the batchnorm, embedding, global pool and recurrent layers, five record
- * fields and the recurrent-kernel tensor role.  A model is written in the
- * lowest version that holds it (so version 1 models keep their bytes), and
- * the loader insists on that version (canonical form).
+ * Version 1: the layers up to normalize.  Version 2 adds the batchnorm,
+ * embedding, global pool and recurrent layers, their options and the
+ * recurrent-kernel tensor role.  Kinds and options carry the version that
+ * added them; a model is written in the lowest version that holds it (so
+ * version 1 models keep their bytes), and the loader insists on that
+ * version (canonical form).
  */
 #define NN_FORMAT_VERSION 2
 #define FLAG_OPTIMIZER	1u
 #define HEADER_BYTES	24
-#define LAYER_FIELDS_V1	22
-#define LAYER_FIELDS_V2	27
 #define TENSOR_HEAD		(7 * 4)
 
 enum tensor_role
@@ -47,21 +48,46 @@ enum tensor_role
 	ROLE_RECURRENT				/* version 2 */
 };
 
-/* Bytes of one layer record in a format version. */
+/* u32 fields an option row takes in a layer record. */
+static size_t
+option_fields(const nn_option *o)
+{
+	return o->type == NN_VAL_PAIR ? 2 : o->type == NN_VAL_SHAPE ?
+		1 + NN_MAX_RANK : 1;
+}
+
+/* Bytes of one layer record in a format version: the kind, then the rows. */
 static size_t
 layer_record(uint32_t version)
 {
-	return (version >= 2 ? LAYER_FIELDS_V2 : LAYER_FIELDS_V1) * 4;
+	size_t		n = 1;
+
+	for (int i = 0; i < NN_OPTION_COUNT; i++)
+		if (nn_options[i].since <= version)
+			n += option_fields(&nn_options[i]);
+	return n * 4;
 }
 
 /* The format version a model is written in: the lowest that holds it. */
 static uint32_t
 model_version(const nn_model *m)
 {
+	uint32_t	v = 1;
+
 	for (int i = 0; i < m->n_layers; i++)
-		if (m->layers[i].spec.kind > NN_LAYER_KIND_MAX_V1)
-			return 2;
-	return 1;
+	{
+		const nn_layer *l = &m->layers[i];
+
+		v = l->type->since > v ? l->type->since : v;
+		for (int32_t j = 0; j < l->type->n_options; j++)
+		{
+			const nn_option *o = l->type->options[j].option;
+
+			if (o->since > v && !nn_option_is_unset(&l->spec, o))
+				v = o->since;
+		}
+	}
+	return v;
 }
 
 /* ---------- little-endian writer ---------- */
@@ -206,83 +232,67 @@ nn_model_serialized_size(const nn_model *m, bool with_optimizer)
 }
 
 /*
- * The canonical record of a layer: options the kind does not use are
- * written as nn_layer_spec_init() leaves them, so that every model has one
- * byte form and the loader can insist on it.
+ * The value an option row has in a layer's record: the layer's own when
+ * its kind takes the option and it applies, else the row's unset value, so
+ * that every model has one byte form and the loader can insist on it.
  */
 static void
-put_layer(writer *w, const nn_layer_spec *s, bool adapted, uint32_t version)
+put_option(writer *w, const nn_layer *l, const nn_option *o)
 {
-	nn_layer_kind k = s->kind;
-	bool		conv = k == NN_LAYER_CONV2D;
-	bool		spatial = conv || k == NN_LAYER_MAXPOOL2D || k == NN_LAYER_AVGPOOL2D;
-	bool		weighted = conv || k == NN_LAYER_DENSE;
-	bool		rnn = nn_rnn_gates(k) > 0;
-	bool		gated = k == NN_LAYER_LSTM || k == NN_LAYER_GRU;
-	bool		has_act = weighted || rnn || k == NN_LAYER_ACTIVATION;
-	nn_activation act = has_act ? s->activation : NN_ACT_LINEAR;
-	bool		has_alpha = act == NN_ACT_LEAKY_RELU || act == NN_ACT_ELU;
+	nn_layer_spec *s = (nn_layer_spec *) &l->spec;
+	bool		own = nn_layer_takes(l->type, o) && nn_option_applies(s, o);
+	const int32_t *v = nn_option_ints(s, o);
+	int32_t		rank = o->type == NN_VAL_SHAPE ? (int32_t) nn_option_get(s, o) : 0;
 
-	put_u32(w, (uint32_t) k);
-	put_u32(w, (uint32_t) act);
-	put_f32(w, has_alpha ? s->alpha : 0.0f);
-	put_u32(w, (uint32_t) (k == NN_LAYER_DENSE || rnn ? s->units : 0));
-	put_u32(w, (uint32_t) (conv ? s->filters : 0));
-	for (int i = 0; i < 2; i++)
-		put_u32(w, (uint32_t) (spatial ? s->kernel[i] : 0));
-	for (int i = 0; i < 2; i++)
-		put_u32(w, (uint32_t) (spatial ? s->strides[i] : 0));
-	put_u32(w, spatial && s->same_padding);
-	put_u32(w, weighted || rnn ? s->use_bias : 1);
-	put_u32(w, (uint32_t) (k == NN_LAYER_RESHAPE ? s->shape_rank : 0));
-	for (int i = 0; i < NN_MAX_RANK; i++)
-		put_u32(w, (uint32_t) (k == NN_LAYER_RESHAPE && i < s->shape_rank ?
-							   s->shape[i] : 0));
-	put_f32(w, k == NN_LAYER_DROPOUT ? s->rate : 0.0f);
-	put_f32(w, k == NN_LAYER_RESCALE ? s->scale : 1.0f);
-	put_f32(w, k == NN_LAYER_RESCALE ? s->offset : 0.0f);
-	put_f32(w, weighted ? s->l1 : 0.0f);
-	put_f32(w, weighted ? s->l2 : 0.0f);
-	put_f32(w, k == NN_LAYER_NORMALIZE || k == NN_LAYER_BATCHNORM ?
-			s->epsilon : 1e-7f);
-	put_u32(w, k == NN_LAYER_NORMALIZE && adapted);
-	if (version < 2)
-		return;
-	put_f32(w, k == NN_LAYER_BATCHNORM ? s->momentum : 0.0f);
-	put_u32(w, (uint32_t) (k == NN_LAYER_EMBEDDING ? s->input_dim : 0));
-	put_u32(w, (uint32_t) (k == NN_LAYER_EMBEDDING ? s->output_dim : 0));
-	put_u32(w, (uint32_t) (gated ? s->recurrent_activation : NN_ACT_LINEAR));
-	put_u32(w, rnn && s->return_sequences);
+	switch (o->type)
+	{
+		case NN_VAL_PAIR:
+			for (int i = 0; i < 2; i++)
+				put_u32(w, (uint32_t) (own ? v[i] : (int32_t) o->unset));
+			break;
+		case NN_VAL_SHAPE:
+			put_u32(w, (uint32_t) (own ? rank : (int32_t) o->unset));
+			for (int i = 0; i < NN_MAX_RANK; i++)
+				put_u32(w, (uint32_t) (own && i < rank ? v[i] : 0));
+			break;
+		case NN_VAL_FLOAT:
+			put_f32(w, (float) (own ? nn_option_get(s, o) : o->unset));
+			break;
+		default:
+			put_u32(w, (uint32_t) (int32_t) (own ? nn_option_get(s, o) :
+											  o->unset));
+			break;
+	}
+}
+
+/* A layer record: the kind, then the rows the format version has. */
+static void
+put_layer(writer *w, const nn_layer *l, uint32_t version)
+{
+	put_u32(w, (uint32_t) l->spec.kind);
+	for (int i = 0; i < NN_OPTION_COUNT; i++)
+		if (nn_options[i].since <= version)
+			put_option(w, l, &nn_options[i]);
 }
 
 /* Input shape and layer records (the spec part after the header). */
 static void
 put_spec(writer *w, const nn_model *m)
 {
+	uint32_t	version = model_version(m);
+
 	put_u32(w, (uint32_t) m->spec.input_rank);
 	for (int i = 0; i < NN_MAX_RANK; i++)
 		put_u32(w, (uint32_t) (i < m->spec.input_rank ? m->spec.input_shape[i] : 0));
 	put_u32(w, (uint32_t) m->n_layers);
 	for (int i = 0; i < m->n_layers; i++)
-		put_layer(w, &m->layers[i].spec, m->layers[i].adapted,
-				  model_version(m));
+		put_layer(w, &m->layers[i], version);
 }
 
-/* Serialize into buf; len must be nn_model_serialized_size(). */
-nn_status
-nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
-				   bool with_optimizer, nn_crc32c_fn crc, nn_error *err)
+/* The loader refuses non-finite values: say so now, not at the next load. */
+static nn_status
+check_finite(const nn_model *m, bool opt, nn_error *err)
 {
-	writer		w = {buf};
-	bool		opt = with_optimizer && m->training_set;
-	size_t		need_len = nn_model_serialized_size(m, with_optimizer);
-	uint32_t	c;
-
-	if (len < need_len)
-		return nn_fail(err, NN_ERR_INTERNAL, -1,
-					   "serialization buffer of %zu bytes is too small for %zu",
-					   len, need_len);
-	/* the loader would refuse them: say so now, not at the next load */
 	for (int64_t i = 0; i < m->n_params; i++)
 		if (!isfinite(m->params[i]))
 			return nn_fail(err, NN_ERR_NUMERIC, -1,
@@ -296,64 +306,90 @@ nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
 			if (!isfinite(m->slots[s][i]))
 				return nn_fail(err, NN_ERR_NUMERIC, -1,
 							   "cannot save optimizer state that is not finite");
-	memcpy(w.p, NN_MAGIC, 8);
-	w.p += 8;
-	put_u32(&w, model_version(m));
-	put_u32(&w, opt ? FLAG_OPTIMIZER : 0);
-	put_u64(&w, need_len);
+	return NN_OK;
+}
 
-	put_spec(&w, m);
-
-	put_u32(&w, tensor_count(m));
+/* Every layer's kernels, biases and statistics, in order. */
+static void
+put_tensors(writer *w, const nn_model *m)
+{
+	put_u32(w, tensor_count(m));
 	for (int i = 0; i < m->n_layers; i++)
 	{
 		const nn_layer *l = &m->layers[i];
 
 		if (l->w_len > 0)
-			put_tensor(&w, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
+			put_tensor(w, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
 		if (l->r_len > 0)
-			put_tensor(&w, i, ROLE_RECURRENT, m->params + l->r_off, l->r_len);
+			put_tensor(w, i, ROLE_RECURRENT, m->params + l->r_off, l->r_len);
 		if (l->b_len > 0)
-			put_tensor(&w, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
+			put_tensor(w, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
 		if (nn_layer_has_state(l->spec.kind))
 		{
-			put_tensor(&w, i, ROLE_MEAN, m->state + l->s_off, l->channels);
-			put_tensor(&w, i, ROLE_VARIANCE, m->state + l->s_off + l->channels,
+			put_tensor(w, i, ROLE_MEAN, m->state + l->s_off, l->channels);
+			put_tensor(w, i, ROLE_VARIANCE, m->state + l->s_off + l->channels,
 					   l->channels);
 		}
 	}
+}
 
+/* Optimizer settings, loss, step, class weights, then the slots. */
+static void
+put_optimizer(writer *w, const nn_model *m)
+{
+	const nn_optimizer_spec *o = &m->opt;
+
+	put_u32(w, (uint32_t) o->kind);
+	put_f32(w, o->learning_rate);
+	put_f32(w, o->momentum);
+	put_f32(w, o->beta1);
+	put_f32(w, o->beta2);
+	put_f32(w, o->epsilon);
+	put_f32(w, o->rho);
+	put_f32(w, o->weight_decay);
+	put_f32(w, o->initial_accumulator);
+	put_f32(w, o->clipnorm);
+	put_f32(w, o->clipvalue);
+	put_u32(w, (uint32_t) o->schedule);
+	put_f32(w, o->decay_rate);
+	put_u64(w, (uint64_t) o->decay_steps);
+	put_u32(w, (uint32_t) m->loss);
+	put_f32(w, m->lr_scale);
+	put_u64(w, (uint64_t) m->step);
+	put_u32(w, (uint32_t) m->n_class_weights);
+	for (int32_t i = 0; i < m->n_class_weights; i++)
+		put_f32(w, m->class_weights[i]);
+	put_u32(w, (uint32_t) m->n_slots);
+	for (int32_t i = 0; i < m->n_slots; i++)
+		put_tensor(w, (uint32_t) i, ROLE_SLOT, m->slots[i], m->n_params);
+}
+
+/* Serialize into buf; len must be nn_model_serialized_size(). */
+nn_status
+nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
+				   bool with_optimizer, nn_crc32c_fn crc, nn_error *err)
+{
+	writer		w = {buf};
+	bool		opt = with_optimizer && m->training_set;
+	size_t		need_len = nn_model_serialized_size(m, with_optimizer);
+	nn_status	st;
+
+	if (len < need_len)
+		return nn_fail(err, NN_ERR_INTERNAL, -1,
+					   "serialization buffer of %zu bytes is too small for %zu",
+					   len, need_len);
+	if ((st = check_finite(m, opt, err)) != NN_OK)
+		return st;
+	memcpy(w.p, NN_MAGIC, 8);
+	w.p += 8;
+	put_u32(&w, model_version(m));
+	put_u32(&w, opt ? FLAG_OPTIMIZER : 0);
+	put_u64(&w, need_len);
+	put_spec(&w, m);
+	put_tensors(&w, m);
 	if (opt)
-	{
-		const nn_optimizer_spec *o = &m->opt;
-
-		put_u32(&w, (uint32_t) o->kind);
-		put_f32(&w, o->learning_rate);
-		put_f32(&w, o->momentum);
-		put_f32(&w, o->beta1);
-		put_f32(&w, o->beta2);
-		put_f32(&w, o->epsilon);
-		put_f32(&w, o->rho);
-		put_f32(&w, o->weight_decay);
-		put_f32(&w, o->initial_accumulator);
-		put_f32(&w, o->clipnorm);
-		put_f32(&w, o->clipvalue);
-		put_u32(&w, (uint32_t) o->schedule);
-		put_f32(&w, o->decay_rate);
-		put_u64(&w, (uint64_t) o->decay_steps);
-		put_u32(&w, (uint32_t) m->loss);
-		put_f32(&w, m->lr_scale);
-		put_u64(&w, (uint64_t) m->step);
-		put_u32(&w, (uint32_t) m->n_class_weights);
-		for (int32_t i = 0; i < m->n_class_weights; i++)
-			put_f32(&w, m->class_weights[i]);
-		put_u32(&w, (uint32_t) m->n_slots);
-		for (int32_t i = 0; i < m->n_slots; i++)
-			put_tensor(&w, (uint32_t) i, ROLE_SLOT, m->slots[i], m->n_params);
-	}
-
-	c = crc(0xFFFFFFFFu, buf, (size_t) (w.p - buf)) ^ 0xFFFFFFFFu;
-	put_u32(&w, c);
+		put_optimizer(&w, m);
+	put_u32(&w, crc(0xFFFFFFFFu, buf, (size_t) (w.p - buf)) ^ 0xFFFFFFFFu);
 	if ((size_t) (w.p - buf) != need_len)
 		return nn_fail(err, NN_ERR_INTERNAL, -1,
 					   "serialized %zu bytes, expected %zu",
@@ -361,8 +397,7 @@ nn_model_serialize(const nn_model *m, uint8_t *buf, size_t len,
 	return NN_OK;
 }
 
-#define CORRUPT(...) \
-	do { nn_fail(err, NN_ERR_CORRUPT, -1, __VA_ARGS__); goto fail; } while (0)
+#define CORRUPT(...) nn_fail(err, NN_ERR_CORRUPT, -1, __VA_ARGS__)
 
 /* Read one float block of a tensor whose head must match the expectation. */
 static bool
@@ -386,287 +421,345 @@ get_tensor(reader *r, uint32_t layer, uint32_t role, float *dst, int64_t n)
 	return true;
 }
 
-/* Validate and load model bytes. */
-nn_status
-nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
-					 size_t max_bytes, const nn_alloc *alloc, nn_crc32c_fn crc,
-					 nn_error *err)
+/*
+ * The header: magic, a version this build reads, the length and the
+ * checksum.  Leaves r at the spec part and r->end before the checksum.
+ */
+static nn_status
+read_header(reader *r, const uint8_t *buf, size_t len, nn_crc32c_fn crc,
+			uint32_t *version, uint32_t *flags, nn_error *err)
 {
-	reader		r = {buf, buf + len, true};
-	nn_model_spec spec;
-	nn_layer_spec *layers = NULL;
-	nn_model   *m = NULL;
-	uint32_t	version,
-				flags,
-				stored_crc,
-				n_layers,
-				n_tensors;
 	uint64_t	total;
-	nn_status	st;
+	const uint8_t *cb = buf + len - 4;
+	uint32_t	stored_crc;
 
-	*out = NULL;
 	if (len < HEADER_BYTES + 4 || memcmp(buf, NN_MAGIC, 8) != 0)
-		return nn_fail(err, NN_ERR_CORRUPT, -1, "model bytes have no nnpg header");
-	r.p += 8;
-	version = get_u32(&r);
-	flags = get_u32(&r);
-	total = get_u64(&r);
-	if (version < 1 || version > NN_FORMAT_VERSION)
+		return CORRUPT("model bytes have no nnpg header");
+	r->p += 8;
+	*version = get_u32(r);
+	*flags = get_u32(r);
+	total = get_u64(r);
+	if (*version < 1 || *version > NN_FORMAT_VERSION)
 	{
-		nn_fail(err, NN_ERR_CORRUPT, -1,
-				"unsupported model format version %u", version);
+		CORRUPT("unsupported model format version %u", *version);
 		nn_detail(err, "This build reads format versions 1 to %d.",
 				  NN_FORMAT_VERSION);
 		return NN_ERR_CORRUPT;
 	}
 	if (total != len)
-		return nn_fail(err, NN_ERR_CORRUPT, -1,
-					   "model bytes are %zu bytes long, header says %llu",
+		return CORRUPT("model bytes are %zu bytes long, header says %llu",
 					   len, (unsigned long long) total);
-	memcpy(&stored_crc, buf + len - 4, 4);
-	{
-		uint8_t    *cb = (uint8_t *) &stored_crc;
-
-		stored_crc = cb[0] | (uint32_t) cb[1] << 8 | (uint32_t) cb[2] << 16 |
-			(uint32_t) cb[3] << 24;
-	}
+	stored_crc = cb[0] | (uint32_t) cb[1] << 8 | (uint32_t) cb[2] << 16 |
+		(uint32_t) cb[3] << 24;
 	if ((crc(0xFFFFFFFFu, buf, len - 4) ^ 0xFFFFFFFFu) != stored_crc)
-		return nn_fail(err, NN_ERR_CORRUPT, -1, "model bytes fail their checksum");
-	if (flags & ~FLAG_OPTIMIZER)
-		return nn_fail(err, NN_ERR_CORRUPT, -1, "unrecognized model flags %u",
-					   flags);
-	r.end = buf + len - 4;
+		return CORRUPT("model bytes fail their checksum");
+	if (*flags & ~FLAG_OPTIMIZER)
+		return CORRUPT("unrecognized model flags %u", *flags);
+	r->end = cb;
+	return NN_OK;
+}
 
-	memset(&spec, 0, sizeof(spec));
-	spec.input_rank = (int32_t) get_u32(&r);
+/* One option row of a layer record into the spec; false for a bad flag. */
+static bool
+get_option(reader *r, nn_layer_spec *s, const nn_option *o)
+{
+	int32_t    *v = nn_option_ints(s, o);
+	uint32_t	x;
+
+	switch (o->type)
+	{
+		case NN_VAL_PAIR:
+			for (int i = 0; i < 2; i++)
+				v[i] = (int32_t) get_u32(r);
+			return true;
+		case NN_VAL_SHAPE:
+			nn_option_set(s, o, (int32_t) get_u32(r));
+			for (int i = 0; i < NN_MAX_RANK; i++)
+				v[i] = (int32_t) get_u32(r);
+			return true;
+		case NN_VAL_FLOAT:
+			nn_option_set(s, o, get_f32(r));
+			return true;
+		case NN_VAL_BOOL:
+		case NN_VAL_PADDING:
+			if ((x = get_u32(r)) > 1)
+				return false;
+			nn_option_set(s, o, x);
+			return true;
+		default:
+			nn_option_set(s, o, (int32_t) get_u32(r));
+			return true;
+	}
+}
+
+/* One layer record: a kind of the version, then its option rows. */
+static nn_status
+get_layer(reader *r, uint32_t version, uint32_t i, nn_layer_spec *s,
+		  nn_error *err)
+{
+	const nn_layer_type *t;
+
+	memset(s, 0, sizeof(*s));
+	s->kind = (nn_layer_kind) get_u32(r);
+	t = nn_layer_type_of(s->kind);
+	if (t == NULL || t->since > version)
+		return CORRUPT("model bytes have an unrecognized layer type %d in layer %u",
+					   (int) s->kind, i + 1);
+	for (int j = 0; j < NN_OPTION_COUNT; j++)
+		if (nn_options[j].since <= version &&
+			!get_option(r, s, &nn_options[j]))
+			return CORRUPT("model bytes have a bad \"%s\" flag in layer %u",
+						   nn_options[j].name, i + 1);
+	return NN_OK;
+}
+
+/* The spec part: input shape, layer count and records (into spec). */
+static nn_status
+read_layers(reader *r, uint32_t version, nn_model_spec *spec,
+			const nn_alloc *alloc, nn_error *err)
+{
+	uint32_t	n_layers;
+	nn_status	st;
+
+	memset(spec, 0, sizeof(*spec));
+	spec->input_rank = (int32_t) get_u32(r);
 	for (int i = 0; i < NN_MAX_RANK; i++)
-		spec.input_shape[i] = (int32_t) get_u32(&r);
-	n_layers = get_u32(&r);
-	if (!r.ok || n_layers < 1 || n_layers > NN_MAX_LAYERS ||
-		!need(&r, (size_t) n_layers * layer_record(version)))
-		return nn_fail(err, NN_ERR_CORRUPT, -1, "model bytes have a bad layer table");
-	layers = nn_alloc_bytes(alloc, sizeof(nn_layer_spec) * n_layers);
-	if (layers == NULL)
+		spec->input_shape[i] = (int32_t) get_u32(r);
+	n_layers = get_u32(r);
+	if (!r->ok || n_layers < 1 || n_layers > NN_MAX_LAYERS ||
+		!need(r, (size_t) n_layers * layer_record(version)))
+		return CORRUPT("model bytes have a bad layer table");
+	spec->layers = nn_alloc_bytes(alloc, sizeof(nn_layer_spec) * n_layers);
+	if (spec->layers == NULL)
 		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
-	{
-		bool		adapted[NN_MAX_LAYERS];
-
-		for (uint32_t i = 0; i < n_layers; i++)
-		{
-			nn_layer_spec *s = &layers[i];
-			uint32_t	v;
-
-			memset(s, 0, sizeof(*s));
-			s->kind = (nn_layer_kind) get_u32(&r);
-			s->activation = (nn_activation) get_u32(&r);
-			s->alpha = get_f32(&r);
-			s->units = (int32_t) get_u32(&r);
-			s->filters = (int32_t) get_u32(&r);
-			s->kernel[0] = (int32_t) get_u32(&r);
-			s->kernel[1] = (int32_t) get_u32(&r);
-			s->strides[0] = (int32_t) get_u32(&r);
-			s->strides[1] = (int32_t) get_u32(&r);
-			if ((v = get_u32(&r)) > 1)
-				CORRUPT("model bytes have a bad padding flag in layer %u", i + 1);
-			s->same_padding = v;
-			if ((v = get_u32(&r)) > 1)
-				CORRUPT("model bytes have a bad bias flag in layer %u", i + 1);
-			s->use_bias = v;
-			s->shape_rank = (int32_t) get_u32(&r);
-			for (int j = 0; j < NN_MAX_RANK; j++)
-				s->shape[j] = (int32_t) get_u32(&r);
-			s->rate = get_f32(&r);
-			s->scale = get_f32(&r);
-			s->offset = get_f32(&r);
-			s->l1 = get_f32(&r);
-			s->l2 = get_f32(&r);
-			s->epsilon = get_f32(&r);
-			if ((v = get_u32(&r)) > 1)
-				CORRUPT("model bytes have a bad adaptation flag in layer %u", i + 1);
-			adapted[i] = v;
-			if (version >= 2)
-			{
-				s->momentum = get_f32(&r);
-				s->input_dim = (int32_t) get_u32(&r);
-				s->output_dim = (int32_t) get_u32(&r);
-				s->recurrent_activation = (nn_activation) get_u32(&r);
-				if ((v = get_u32(&r)) > 1)
-					CORRUPT("model bytes have a bad return_sequences flag in layer %u",
-							i + 1);
-				s->return_sequences = v;
-			}
-			if (s->kind < 1 || s->kind > (version >= 2 ? NN_LAYER_KIND_MAX :
-										  NN_LAYER_KIND_MAX_V1))
-				CORRUPT("model bytes have an unrecognized layer type %d in layer %u",
-						(int) s->kind, i + 1);
-		}
-		spec.n_layers = (int32_t) n_layers;
-		spec.layers = layers;
-
-		/*
-		 * The weights the spec implies must be in the bytes before anything
-		 * is allocated for them: a damaged size cannot make us allocate.
-		 */
-		{
-			size_t		np,
-						ns;
-			nn_error	sub;
-
-			if (nn_spec_counts(&spec, &np, &ns, &sub) == NN_OK &&
-				(size_t) (r.end - r.p) / 4 < np + ns)
-				CORRUPT("model bytes are too short for the %zu weights their layers need",
-						np + ns);
-		}
-		st = nn_model_build(&m, &spec, max_bytes, alloc, err);
-		if (st != NN_OK)
-		{
-			if (st == NN_ERR_SPEC)
-			{
-				nn_detail(err, "Model bytes hold an invalid model: %s.",
-						  err->message);
-				snprintf(err->message, sizeof(err->message),
-						 "model bytes hold an invalid model");
-				err->status = st = NN_ERR_CORRUPT;
-			}
-			nn_free_bytes(alloc, layers);
+	spec->n_layers = (int32_t) n_layers;
+	for (uint32_t i = 0; i < n_layers; i++)
+		if ((st = get_layer(r, version, i, &spec->layers[i], err)) != NN_OK)
 			return st;
-		}
-		for (uint32_t i = 0; i < n_layers; i++)
-			m->layers[i].adapted = adapted[i];
-	}
-	nn_free_bytes(alloc, layers);
-	layers = NULL;
+	return NN_OK;
+}
 
-	/* one byte form per model: options a layer does not use must be unset */
+/*
+ * Build the model of the spec read.  The weights the spec implies must be
+ * in the bytes before anything is allocated for them: a damaged size
+ * cannot make us allocate.  An invalid spec is a corrupt model.
+ */
+static nn_status
+build_model(nn_model **m, const reader *r, const nn_model_spec *spec,
+			size_t max_bytes, const nn_alloc *alloc, nn_error *err)
+{
+	size_t		np,
+				ns;
+	nn_error	sub;
+	nn_status	st;
+
+	if (nn_spec_counts(spec, &np, &ns, &sub) == NN_OK &&
+		(size_t) (r->end - r->p) / 4 < np + ns)
+		return CORRUPT("model bytes are too short for the %zu weights their layers need",
+					   np + ns);
+	st = nn_model_build(m, spec, max_bytes, alloc, err);
+	if (st == NN_ERR_SPEC)
 	{
-		size_t		n = spec_size(m);
-		uint8_t    *canon = nn_alloc_bytes(alloc, n);
-		writer		cw = {canon};
-		bool		same;
-
-		if (canon == NULL)
-		{
-			nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
-			goto fail;
-		}
-		put_spec(&cw, m);
-		same = version == model_version(m) &&
-			memcmp(canon, buf + HEADER_BYTES, n) == 0;
-		nn_free_bytes(alloc, canon);
-		if (!same)
-			CORRUPT("model bytes have a layer record that is not in canonical form");
+		nn_detail(err, "Model bytes hold an invalid model: %s.", err->message);
+		snprintf(err->message, sizeof(err->message),
+				 "model bytes hold an invalid model");
+		err->status = st = NN_ERR_CORRUPT;
 	}
+	return st;
+}
 
-	n_tensors = get_u32(&r);
-	if (!r.ok || n_tensors != tensor_count(m))
-		CORRUPT("model bytes have %u tensors, the model needs %u", n_tensors,
-				tensor_count(m));
+/* One byte form per model: options a layer does not use must be unset. */
+static nn_status
+check_canonical(const nn_model *m, const uint8_t *buf, uint32_t version,
+				nn_error *err)
+{
+	size_t		n = spec_size(m);
+	uint8_t    *canon = nn_alloc_bytes(&m->alloc, n);
+	writer		cw = {canon};
+	bool		same;
+
+	if (canon == NULL)
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	put_spec(&cw, m);
+	same = version == model_version(m) &&
+		memcmp(canon, buf + HEADER_BYTES, n) == 0;
+	nn_free_bytes(&m->alloc, canon);
+	if (!same)
+		return CORRUPT("model bytes have a layer record that is not in canonical form");
+	return NN_OK;
+}
+
+/* The tensors: every layer's kernels, biases and statistics, in order. */
+static nn_status
+read_tensors(reader *r, nn_model *m, nn_error *err)
+{
+	uint32_t	n_tensors = get_u32(r);
+
+	if (!r->ok || n_tensors != tensor_count(m))
+		return CORRUPT("model bytes have %u tensors, the model needs %u",
+					   n_tensors, tensor_count(m));
 	for (int i = 0; i < m->n_layers; i++)
 	{
 		nn_layer   *l = &m->layers[i];
 		bool		ok = true;
 
 		if (l->w_len > 0)
-			ok = get_tensor(&r, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
+			ok = get_tensor(r, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
 		if (ok && l->r_len > 0)
-			ok = get_tensor(&r, i, ROLE_RECURRENT, m->params + l->r_off,
+			ok = get_tensor(r, i, ROLE_RECURRENT, m->params + l->r_off,
 							l->r_len);
 		if (ok && l->b_len > 0)
-			ok = get_tensor(&r, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
+			ok = get_tensor(r, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
 		if (ok && nn_layer_has_state(l->spec.kind))
 		{
 			float	   *var = m->state + l->s_off + l->channels;
 
-			ok = get_tensor(&r, i, ROLE_MEAN, m->state + l->s_off, l->channels) &&
-				get_tensor(&r, i, ROLE_VARIANCE, var, l->channels);
+			ok = get_tensor(r, i, ROLE_MEAN, m->state + l->s_off, l->channels) &&
+				get_tensor(r, i, ROLE_VARIANCE, var, l->channels);
 			for (int32_t c = 0; ok && c < l->channels; c++)
 				ok = var[c] >= 0.0f;
 		}
 		if (!ok)
-			CORRUPT("model bytes have a bad tensor in layer %d", i + 1);
+			return CORRUPT("model bytes have a bad tensor in layer %d", i + 1);
 	}
+	return NN_OK;
+}
 
-	if (flags & FLAG_OPTIMIZER)
+/* The optimizer settings up to the class weights (into o and m). */
+static void
+get_optimizer_settings(reader *r, nn_optimizer_spec *o, nn_loss_kind *loss,
+					   float *lr_scale, int64_t *step)
+{
+	o->kind = (nn_optimizer_kind) get_u32(r);
+	o->learning_rate = get_f32(r);
+	o->momentum = get_f32(r);
+	o->beta1 = get_f32(r);
+	o->beta2 = get_f32(r);
+	o->epsilon = get_f32(r);
+	o->rho = get_f32(r);
+	o->weight_decay = get_f32(r);
+	o->initial_accumulator = get_f32(r);
+	o->clipnorm = get_f32(r);
+	o->clipvalue = get_f32(r);
+	o->schedule = (nn_schedule_kind) get_u32(r);
+	o->decay_rate = get_f32(r);
+	o->decay_steps = (int64_t) get_u64(r);
+	*loss = (nn_loss_kind) get_u32(r);
+	*lr_scale = get_f32(r);
+	*step = (int64_t) get_u64(r);
+}
+
+/* The slot vectors; accumulators of squares cannot be negative. */
+static nn_status
+read_slots(reader *r, nn_model *m, nn_error *err)
+{
+	nn_optimizer_kind k = m->opt.kind;
+	uint32_t	nslots = get_u32(r);
+
+	if (!r->ok || nslots != (uint32_t) m->n_slots)
+		return CORRUPT("model bytes have %u optimizer slots, %s needs %d",
+					   nslots, nn_optimizer_name(k), m->n_slots);
+	for (uint32_t i = 0; i < nslots; i++)
 	{
-		nn_optimizer_spec o;
-		nn_loss_kind loss;
-		float		lr_scale;
-		int64_t		step;
-		uint32_t	ncw,
-					nslots;
-		float	   *cw = NULL;
-		nn_error	sub;
+		bool		squares = (k == NN_OPT_ADAGRAD || k == NN_OPT_RMSPROP) ?
+			i == 0 : (k == NN_OPT_ADAM || k == NN_OPT_ADAMW) && i == 1;
+		bool		ok = get_tensor(r, i, ROLE_SLOT, m->slots[i], m->n_params);
 
-		o.kind = (nn_optimizer_kind) get_u32(&r);
-		o.learning_rate = get_f32(&r);
-		o.momentum = get_f32(&r);
-		o.beta1 = get_f32(&r);
-		o.beta2 = get_f32(&r);
-		o.epsilon = get_f32(&r);
-		o.rho = get_f32(&r);
-		o.weight_decay = get_f32(&r);
-		o.initial_accumulator = get_f32(&r);
-		o.clipnorm = get_f32(&r);
-		o.clipvalue = get_f32(&r);
-		o.schedule = (nn_schedule_kind) get_u32(&r);
-		o.decay_rate = get_f32(&r);
-		o.decay_steps = (int64_t) get_u64(&r);
-		loss = (nn_loss_kind) get_u32(&r);
-		lr_scale = get_f32(&r);
-		step = (int64_t) get_u64(&r);
-		ncw = get_u32(&r);
-		if (!r.ok || step < 0 || !(lr_scale > 0.0f) || !isfinite(lr_scale) ||
-			ncw > 65536 || o.kind < 1 || o.kind > NN_OPT_MAX ||
-			(size_t) (r.end - r.p) / 4 < ncw + 1 +
-			(size_t) nn_optimizer_slots(o.kind) * ((size_t) m->n_params + 7))
-			CORRUPT("model bytes have a bad optimizer state");
-		if (ncw > 0)
-		{
-			cw = nn_alloc_bytes(alloc, sizeof(float) * ncw);
-			if (cw == NULL)
-			{
-				nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
-				goto fail;
-			}
-			for (uint32_t i = 0; i < ncw; i++)
-				cw[i] = get_f32(&r);
-		}
-		st = nn_model_set_training(m, &o, loss, cw, (int32_t) ncw, &sub);
-		nn_free_bytes(alloc, cw);
-		if (st == NN_ERR_MEMORY)
-		{
-			*err = sub;
-			goto fail;
-		}
-		if (st != NN_OK)
-			CORRUPT("model bytes have a bad optimizer state: %s", sub.message);
-		nslots = get_u32(&r);
-		if (!r.ok || nslots != (uint32_t) m->n_slots)
-			CORRUPT("model bytes have %u optimizer slots, %s needs %d", nslots,
-					nn_optimizer_name(o.kind), m->n_slots);
-		for (uint32_t i = 0; i < nslots; i++)
-		{
-			/* accumulators of squares cannot be negative */
-			bool		squares = (o.kind == NN_OPT_ADAGRAD ||
-								   o.kind == NN_OPT_RMSPROP) ? i == 0 :
-				(o.kind == NN_OPT_ADAM || o.kind == NN_OPT_ADAMW) && i == 1;
-			bool		ok = get_tensor(&r, i, ROLE_SLOT, m->slots[i], m->n_params);
-
-			for (int64_t j = 0; ok && squares && j < m->n_params; j++)
-				ok = m->slots[i][j] >= 0.0f;
-			if (!ok)
-				CORRUPT("model bytes have a bad optimizer slot %u", i);
-		}
-		m->step = step;
-		m->lr_scale = lr_scale;
+		for (int64_t j = 0; ok && squares && j < m->n_params; j++)
+			ok = m->slots[i][j] >= 0.0f;
+		if (!ok)
+			return CORRUPT("model bytes have a bad optimizer slot %u", i);
 	}
-	if (!r.ok || r.p != r.end)
-		CORRUPT("model bytes have %s data", r.ok ? "trailing" : "truncated");
+	return NN_OK;
+}
+
+/* The optimizer section: settings, loss, step, class weights, slots. */
+static nn_status
+read_optimizer(reader *r, nn_model *m, nn_error *err)
+{
+	nn_optimizer_spec o;
+	nn_loss_kind loss;
+	float		lr_scale;
+	int64_t		step;
+	uint32_t	ncw;
+	float	   *cw = NULL;
+	nn_error	sub;
+	nn_status	st;
+
+	get_optimizer_settings(r, &o, &loss, &lr_scale, &step);
+	ncw = get_u32(r);
+	if (!r->ok || step < 0 || !(lr_scale > 0.0f) || !isfinite(lr_scale) ||
+		ncw > 65536 || o.kind < 1 || o.kind > NN_OPT_MAX ||
+		(size_t) (r->end - r->p) / 4 < ncw + 1 +
+		(size_t) nn_optimizer_slots(o.kind) * ((size_t) m->n_params + 7))
+		return CORRUPT("model bytes have a bad optimizer state");
+	if (ncw > 0 && (cw = nn_alloc_bytes(&m->alloc, sizeof(float) * ncw)) == NULL)
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	for (uint32_t i = 0; i < ncw; i++)
+		cw[i] = get_f32(r);
+	st = nn_model_set_training(m, &o, loss, cw, (int32_t) ncw, &sub);
+	nn_free_bytes(&m->alloc, cw);
+	if (st == NN_ERR_MEMORY)
+	{
+		*err = sub;
+		return st;
+	}
+	if (st != NN_OK)
+		return CORRUPT("model bytes have a bad optimizer state: %s", sub.message);
+	if ((st = read_slots(r, m, err)) != NN_OK)
+		return st;
+	m->step = step;
+	m->lr_scale = lr_scale;
+	return NN_OK;
+}
+
+/* Read the sections after the spec into the built model. */
+static nn_status
+read_weights(reader *r, nn_model *m, const uint8_t *buf, uint32_t version,
+			 uint32_t flags, nn_error *err)
+{
+	nn_status	st;
+
+	if ((st = check_canonical(m, buf, version, err)) != NN_OK ||
+		(st = read_tensors(r, m, err)) != NN_OK)
+		return st;
+	if ((flags & FLAG_OPTIMIZER) && (st = read_optimizer(r, m, err)) != NN_OK)
+		return st;
+	if (!r->ok || r->p != r->end)
+		return CORRUPT("model bytes have %s data", r->ok ? "trailing" : "truncated");
+	return NN_OK;
+}
+
+/*
+ * Validate and load model bytes, section by section: header, layers,
+ * canonical form, tensors, optimizer state.
+ */
+nn_status
+nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
+					 size_t max_bytes, const nn_alloc *alloc, nn_crc32c_fn crc,
+					 nn_error *err)
+{
+	reader		r = {buf, buf + len, true};
+	nn_model_spec spec = {0};
+	nn_model   *m = NULL;
+	uint32_t	version = 0,
+				flags = 0;
+	nn_status	st;
+
+	*out = NULL;
+	if ((st = read_header(&r, buf, len, crc, &version, &flags, err)) != NN_OK)
+		return st;
+	st = read_layers(&r, version, &spec, alloc, err);
+	if (st == NN_OK)
+		st = build_model(&m, &r, &spec, max_bytes, alloc, err);
+	nn_free_bytes(alloc, spec.layers);
+	if (st == NN_OK)
+		st = read_weights(&r, m, buf, version, flags, err);
+	if (st != NN_OK)
+	{
+		nn_model_free(m);
+		return st;
+	}
 	*out = m;
 	return NN_OK;
-
-fail:
-	nn_free_bytes(alloc, layers);
-	nn_model_free(m);
-	return err ? err->status : NN_ERR_CORRUPT;
 }

@@ -1,7 +1,6 @@
 /*
  * util.c: errors, checked sizes, allocation, the seeded RNG, the name tables
- * of layers, activations, losses and optimizers, byte input, and thread
- * control.
+ * of activations, losses and optimizers, and byte input.
  *
  * The RNG is xoshiro256** seeded through splitmix64
  * (https://prng.di.unimi.it/), so a seed gives the same stream everywhere.
@@ -9,11 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cblas.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "nn_internal.h"
 
@@ -197,12 +191,6 @@ nn_rng_shuffle(nn_rng *rng, uint32_t *idx, size_t n)
 
 /* ---------- name tables ---------- */
 
-static const char *const layer_names[] = {
-	NULL, "dense", "conv2d", "maxpool2d", "avgpool2d", "flatten", "reshape",
-	"dropout", "activation", "rescale", "normalize", "batchnorm", "embedding",
-	"global_avgpool", "global_maxpool", "simple_rnn", "lstm", "gru"
-};
-
 static const char *const act_names[] = {
 	"linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"
 };
@@ -226,23 +214,6 @@ lookup(const char *const *table, int lo, int hi, const char *name)
 		if (strcmp(table[i], name) == 0)
 			return i;
 	return -1;
-}
-
-const char *
-nn_layer_kind_name(nn_layer_kind kind)
-{
-	return (kind >= 1 && kind <= NN_LAYER_KIND_MAX) ? layer_names[kind] : "?";
-}
-
-int
-nn_layer_kind_from_name(const char *name, nn_layer_kind *kind)
-{
-	int			i = lookup(layer_names, 1, NN_LAYER_KIND_MAX, name);
-
-	if (i < 0)
-		return -1;
-	*kind = (nn_layer_kind) i;
-	return 0;
 }
 
 const char *
@@ -309,43 +280,6 @@ nn_optimizer_from_name(const char *name, nn_optimizer_kind *kind)
 	return 0;
 }
 
-/* Keras's defaults for a layer kind. */
-void
-nn_layer_spec_init(nn_layer_spec *spec, nn_layer_kind kind)
-{
-	memset(spec, 0, sizeof(*spec));
-	spec->kind = kind;
-	spec->activation = NN_ACT_LINEAR;
-	spec->use_bias = true;
-	spec->scale = 1.0f;
-	spec->epsilon = 1e-7f;
-	switch (kind)
-	{
-		case NN_LAYER_CONV2D:
-			spec->strides[0] = spec->strides[1] = 1;
-			break;
-		case NN_LAYER_MAXPOOL2D:
-		case NN_LAYER_AVGPOOL2D:
-			spec->kernel[0] = spec->kernel[1] = 2;
-			/* strides 0: default to the pool size at validation */
-			break;
-		case NN_LAYER_BATCHNORM:
-			spec->epsilon = 1e-3f;
-			spec->momentum = 0.99f;
-			break;
-		case NN_LAYER_SIMPLE_RNN:
-			spec->activation = NN_ACT_TANH;
-			break;
-		case NN_LAYER_LSTM:
-		case NN_LAYER_GRU:
-			spec->activation = NN_ACT_TANH;
-			spec->recurrent_activation = NN_ACT_SIGMOID;
-			break;
-		default:
-			break;
-	}
-}
-
 /* ---------- input ---------- */
 
 /* A plain loop, which the compiler vectorizes (8 bytes at a time on AVX2). */
@@ -361,38 +295,4 @@ void
 nn_bytes_to_floats(float *dst, const uint8_t *src, size_t n)
 {
 	bytes_to_floats(dst, src, n);
-}
-
-/* ---------- threads ---------- */
-
-/*
- * The core splits work over OpenMP threads itself (layers.c) and calls
- * sgemm from each of them, so OpenBLAS runs single-threaded: its own
- * threads on top would oversubscribe the cores.  The thread team is
- * started here, so that a caller can start it with signals blocked (a
- * server process wants its signals handled on its main thread only).
- */
-void
-nn_set_threads(int n)
-{
-	openblas_set_num_threads(1);
-#ifdef _OPENMP
-	omp_set_num_threads(n < 1 ? 1 : n);
-#pragma omp parallel
-	{
-		/* start the team now */
-	}
-#else
-	(void) n;
-#endif
-}
-
-int
-nn_get_threads(void)
-{
-#ifdef _OPENMP
-	return omp_get_max_threads();
-#else
-	return 1;
-#endif
 }

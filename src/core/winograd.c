@@ -70,8 +70,7 @@ nn_wino_fits(const nn_layer *l)
 				work,
 				kernel;
 
-	if (s->kind != NN_LAYER_CONV2D ||
-		s->kernel[0] != 3 || s->kernel[1] != 3 ||
+	if (s->kernel[0] != 3 || s->kernel[1] != 3 ||
 		s->strides[0] != 1 || s->strides[1] != 1 ||
 		l->in_shape[2] < WG_MIN_CHANNELS)
 		return false;

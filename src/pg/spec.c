@@ -23,146 +23,42 @@
 
 #include "nnpg.h"
 
-/* Options, as bits, so each layer kind lists the ones it takes. */
-#define OPT_UNITS		(1 << 0)
-#define OPT_ACTIVATION	(1 << 1)
-#define OPT_USE_BIAS	(1 << 2)
-#define OPT_L1			(1 << 3)
-#define OPT_L2			(1 << 4)
-#define OPT_ALPHA		(1 << 5)
-#define OPT_FILTERS		(1 << 6)
-#define OPT_KERNEL_SIZE	(1 << 7)
-#define OPT_STRIDES		(1 << 8)
-#define OPT_PADDING		(1 << 9)
-#define OPT_POOL_SIZE	(1 << 10)
-#define OPT_SHAPE		(1 << 11)
-#define OPT_RATE		(1 << 12)
-#define OPT_SCALE		(1 << 13)
-#define OPT_OFFSET		(1 << 14)
-#define OPT_EPSILON		(1 << 15)
-#define OPT_MOMENTUM	(1 << 16)
-#define OPT_INPUT_DIM	(1 << 17)
-#define OPT_OUTPUT_DIM	(1 << 18)
-#define OPT_RECURRENT_ACTIVATION (1 << 19)
-#define OPT_RETURN_SEQUENCES (1 << 20)
-
-typedef struct option_def
+/* Is the option one the user may give (not kept by the core itself)? */
+static bool
+user_option(const nn_kind_option *ko)
 {
-	const char *name;
-	int			bit;
-} option_def;
-
-static const option_def option_defs[] = {
-	{"units", OPT_UNITS},
-	{"filters", OPT_FILTERS},
-	{"kernel_size", OPT_KERNEL_SIZE},
-	{"pool_size", OPT_POOL_SIZE},
-	{"strides", OPT_STRIDES},
-	{"padding", OPT_PADDING},
-	{"activation", OPT_ACTIVATION},
-	{"alpha", OPT_ALPHA},
-	{"use_bias", OPT_USE_BIAS},
-	{"l1", OPT_L1},
-	{"l2", OPT_L2},
-	{"shape", OPT_SHAPE},
-	{"rate", OPT_RATE},
-	{"scale", OPT_SCALE},
-	{"offset", OPT_OFFSET},
-	{"epsilon", OPT_EPSILON},
-	{"momentum", OPT_MOMENTUM},
-	{"input_dim", OPT_INPUT_DIM},
-	{"output_dim", OPT_OUTPUT_DIM},
-	{"recurrent_activation", OPT_RECURRENT_ACTIVATION},
-	{"return_sequences", OPT_RETURN_SEQUENCES},
-};
-
-/* The options each layer kind accepts (index: nn_layer_kind). */
-static int
-kind_options(nn_layer_kind kind)
-{
-	switch (kind)
-	{
-		case NN_LAYER_DENSE:
-			return OPT_UNITS | OPT_ACTIVATION | OPT_ALPHA | OPT_USE_BIAS |
-				OPT_L1 | OPT_L2;
-		case NN_LAYER_CONV2D:
-			return OPT_FILTERS | OPT_KERNEL_SIZE | OPT_STRIDES | OPT_PADDING |
-				OPT_ACTIVATION | OPT_ALPHA | OPT_USE_BIAS | OPT_L1 | OPT_L2;
-		case NN_LAYER_MAXPOOL2D:
-		case NN_LAYER_AVGPOOL2D:
-			return OPT_POOL_SIZE | OPT_STRIDES | OPT_PADDING;
-		case NN_LAYER_FLATTEN:
-			return 0;
-		case NN_LAYER_RESHAPE:
-			return OPT_SHAPE;
-		case NN_LAYER_DROPOUT:
-			return OPT_RATE;
-		case NN_LAYER_ACTIVATION:
-			return OPT_ACTIVATION | OPT_ALPHA;
-		case NN_LAYER_RESCALE:
-			return OPT_SCALE | OPT_OFFSET;
-		case NN_LAYER_NORMALIZE:
-			return OPT_EPSILON;
-		case NN_LAYER_BATCHNORM:
-			return OPT_MOMENTUM | OPT_EPSILON;
-		case NN_LAYER_EMBEDDING:
-			return OPT_INPUT_DIM | OPT_OUTPUT_DIM;
-		case NN_LAYER_GLOBAL_AVGPOOL:
-		case NN_LAYER_GLOBAL_MAXPOOL:
-			return 0;
-		case NN_LAYER_SIMPLE_RNN:
-			return OPT_UNITS | OPT_ACTIVATION | OPT_ALPHA | OPT_USE_BIAS |
-				OPT_RETURN_SEQUENCES;
-		case NN_LAYER_LSTM:
-		case NN_LAYER_GRU:
-			return OPT_UNITS | OPT_ACTIVATION | OPT_ALPHA | OPT_USE_BIAS |
-				OPT_RECURRENT_ACTIVATION | OPT_RETURN_SEQUENCES;
-	}
-	elog(ERROR, "unrecognized layer kind: %d", (int) kind);
-	return 0;
+	return !(ko->option->flags & NN_OPTION_INTERNAL);
 }
 
-/* Options that must be given. */
-static int
-kind_required(nn_layer_kind kind)
-{
-	switch (kind)
-	{
-		case NN_LAYER_DENSE:
-			return OPT_UNITS;
-		case NN_LAYER_CONV2D:
-			return OPT_FILTERS | OPT_KERNEL_SIZE;
-		case NN_LAYER_RESHAPE:
-			return OPT_SHAPE;
-		case NN_LAYER_ACTIVATION:
-			return OPT_ACTIVATION;
-		case NN_LAYER_EMBEDDING:
-			return OPT_INPUT_DIM | OPT_OUTPUT_DIM;
-		case NN_LAYER_SIMPLE_RNN:
-		case NN_LAYER_LSTM:
-		case NN_LAYER_GRU:
-			return OPT_UNITS;
-		default:
-			return 0;
-	}
-}
-
-/* "units, activation, ..." for a hint. */
+/* "units, activation, ..." for a hint; empty when the kind takes none. */
 static char *
-option_list(int bits)
+option_list(const nn_kind_option *opts, int32 n)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	for (int i = 0; i < lengthof(option_defs); i++)
+	for (int32 i = 0; i < n; i++)
 	{
-		if (bits & option_defs[i].bit)
-		{
-			if (buf.len > 0)
-				appendStringInfoString(&buf, ", ");
-			appendStringInfoString(&buf, option_defs[i].name);
-		}
+		if (!user_option(&opts[i]))
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		appendStringInfoString(&buf, nn_kind_option_name(&opts[i]));
 	}
+	return buf.data;
+}
+
+/* "dense, conv2d, ... and gru" for a hint. */
+static char *
+kind_list(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int k = 1; k <= NN_LAYER_KIND_MAX; k++)
+		appendStringInfo(&buf, "%s%s", k == 1 ? "" :
+						 k == NN_LAYER_KIND_MAX ? " and " : ", ",
+						 nn_layer_kind_name((nn_layer_kind) k));
 	return buf.data;
 }
 
@@ -199,56 +95,79 @@ nnpg_jsonb_number(JsonbValue *v, double *out)
 
 /* A whole number in [lo, hi]; false otherwise. */
 static bool
-json_int(JsonbValue *v, int64 lo, int64 hi, int32 *out)
+json_int(JsonbValue *v, double lo, double hi, int32 *out)
 {
 	double		d;
 
 	if (!nnpg_jsonb_number(v, &d))
 		return false;
-	if (!isfinite(d) || d != floor(d) || d < (double) lo || d > (double) hi)
+	if (!isfinite(d) || d != floor(d) || d < lo || d > hi)
 		return false;
 	*out = (int32) d;
 	return true;
 }
 
-/* A finite number in float range; false otherwise. */
+/* An int or [h, w] of ints in the option's range (kernel_size, strides). */
 static bool
-json_float(JsonbValue *v, float *out)
+json_pair(const nn_option *o, JsonbValue *v, int32 out[2])
 {
-	double		d;
-
-	if (!nnpg_jsonb_number(v, &d))
-		return false;
-	if (!isfinite(d) || fabs(d) > FLT_MAX)
-		return false;
-	*out = (float) d;
-	return true;
-}
-
-/* An int or [h, w] of positive ints (kernel_size, strides, pool_size). */
-static void
-json_pair(const layer_ctx *lc, const char *opt, JsonbValue *v, int32 out[2])
-{
-	const char *what = "a positive integer or an array of two positive integers";
-
 	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
 	{
 		JsonbContainer *arr = v->val.binary.data;
 
 		if (JsonContainerSize(arr) != 2)
-			bad_option(lc, opt, what);
+			return false;
 		for (int i = 0; i < 2; i++)
 		{
 			JsonbValue *e = getIthJsonbValueFromContainer(arr, i);
 
-			if (e == NULL || !json_int(e, 1, PG_INT32_MAX, &out[i]))
-				bad_option(lc, opt, what);
+			if (e == NULL || !json_int(e, o->min, o->max, &out[i]))
+				return false;
 		}
-		return;
+		return true;
 	}
-	if (!json_int(v, 1, PG_INT32_MAX, &out[0]))
-		bad_option(lc, opt, what);
+	if (!json_int(v, o->min, o->max, &out[0]))
+		return false;
 	out[1] = out[0];
+	return true;
+}
+
+/* An array of 1 to NN_MAX_RANK ints in the option's range (shape). */
+static bool
+json_shape(const nn_option *o, JsonbValue *v, nn_layer_spec *ls)
+{
+	JsonbContainer *arr;
+	int			n;
+	int32	   *dims = nn_option_ints(ls, o);
+
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		return false;
+	arr = v->val.binary.data;
+	n = JsonContainerSize(arr);
+	if (n < 1 || n > NN_MAX_RANK)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(arr, i);
+
+		if (e == NULL || !json_int(e, o->min, o->max, &dims[i]))
+			return false;
+	}
+	nn_option_set(ls, o, n);
+	return true;
+}
+
+/* A number that is in the option's range as a float. */
+static bool
+json_float(const nn_option *o, JsonbValue *v, double *out)
+{
+	double		d;
+
+	if (!nnpg_jsonb_number(v, &d) || !isfinite(d) || fabs(d) > FLT_MAX ||
+		!nn_option_in_range(o, (float) d))
+		return false;
+	*out = d;
+	return true;
 }
 
 /* A string value as a C string; error otherwise. */
@@ -260,166 +179,86 @@ json_string(const layer_ctx *lc, const char *opt, JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* Apply one option to a layer spec. */
-static void
-apply_option(const layer_ctx *lc, nn_layer_spec *ls, int bit, const char *opt,
-			 JsonbValue *v)
+/* An activation name. */
+static nn_activation
+json_activation(const layer_ctx *lc, const char *opt, JsonbValue *v)
 {
-	switch (bit)
-	{
-		case OPT_UNITS:
-			if (!json_int(v, 1, PG_INT32_MAX, &ls->units))
-				bad_option(lc, opt, "a positive integer");
-			break;
-		case OPT_FILTERS:
-			if (!json_int(v, 1, PG_INT32_MAX, &ls->filters))
-				bad_option(lc, opt, "a positive integer");
-			break;
-		case OPT_KERNEL_SIZE:
-		case OPT_POOL_SIZE:
-			json_pair(lc, opt, v, ls->kernel);
-			break;
-		case OPT_STRIDES:
-			json_pair(lc, opt, v, ls->strides);
-			break;
-		case OPT_PADDING:
-			{
-				char	   *s = json_string(lc, opt, v);
+	char	   *s = json_string(lc, opt, v);
+	nn_activation act;
 
-				if (strcmp(s, "valid") == 0)
-					ls->same_padding = false;
-				else if (strcmp(s, "same") == 0)
-					ls->same_padding = true;
-				else
-					bad_option(lc, opt, "\"valid\" or \"same\"");
-				break;
-			}
-		case OPT_ACTIVATION:
-		case OPT_RECURRENT_ACTIVATION:
-			{
-				char	   *s = json_string(lc, opt, v);
-				nn_activation act;
-
-				if (nn_activation_from_name(s, &act) != 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("layer %d (%s): unrecognized activation \"%s\"",
-									lc->number, lc->type, s),
-							 errhint("Activations are linear, relu, leaky_relu, elu, sigmoid, tanh and softmax.")));
-				if (bit == OPT_ACTIVATION)
-					ls->activation = act;
-				else
-					ls->recurrent_activation = act;
-				break;
-			}
-		case OPT_MOMENTUM:
-			{
-				double		d;
-
-				if (!nnpg_jsonb_number(v, &d) || !(d >= 0 && d <= 1))
-					bad_option(lc, opt, "a number in [0, 1]");
-				ls->momentum = (float) d;
-				break;
-			}
-		case OPT_INPUT_DIM:
-			if (!json_int(v, 1, PG_INT32_MAX, &ls->input_dim))
-				bad_option(lc, opt, "a positive integer");
-			break;
-		case OPT_OUTPUT_DIM:
-			if (!json_int(v, 1, PG_INT32_MAX, &ls->output_dim))
-				bad_option(lc, opt, "a positive integer");
-			break;
-		case OPT_RETURN_SEQUENCES:
-			if (v->type != jbvBool)
-				bad_option(lc, opt, "a boolean");
-			ls->return_sequences = v->val.boolean;
-			break;
-		case OPT_ALPHA:
-			if (!json_float(v, &ls->alpha) || ls->alpha < 0)
-				bad_option(lc, opt, "a non-negative number");
-			break;
-		case OPT_USE_BIAS:
-			if (v->type != jbvBool)
-				bad_option(lc, opt, "a boolean");
-			ls->use_bias = v->val.boolean;
-			break;
-		case OPT_L1:
-			if (!json_float(v, &ls->l1) || ls->l1 < 0)
-				bad_option(lc, opt, "a non-negative number");
-			break;
-		case OPT_L2:
-			if (!json_float(v, &ls->l2) || ls->l2 < 0)
-				bad_option(lc, opt, "a non-negative number");
-			break;
-		case OPT_SHAPE:
-			{
-				const char *what = "an array of 1 to 3 positive integers";
-				JsonbContainer *arr;
-				int			n;
-
-				if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-					bad_option(lc, opt, what);
-				arr = v->val.binary.data;
-				n = JsonContainerSize(arr);
-				if (n < 1 || n > NN_MAX_RANK)
-					bad_option(lc, opt, what);
-				for (int i = 0; i < n; i++)
-				{
-					JsonbValue *e = getIthJsonbValueFromContainer(arr, i);
-
-					if (e == NULL || !json_int(e, 1, PG_INT32_MAX, &ls->shape[i]))
-						bad_option(lc, opt, what);
-				}
-				ls->shape_rank = n;
-				break;
-			}
-		case OPT_RATE:
-			{
-				double		d;
-
-				if (!nnpg_jsonb_number(v, &d) || !(d >= 0 && d < 1))
-					bad_option(lc, opt, "a number in [0, 1)");
-				ls->rate = (float) d;
-				break;
-			}
-		case OPT_SCALE:
-			if (!json_float(v, &ls->scale))
-				bad_option(lc, opt, "a finite number");
-			break;
-		case OPT_OFFSET:
-			if (!json_float(v, &ls->offset))
-				bad_option(lc, opt, "a finite number");
-			break;
-		case OPT_EPSILON:
-			if (!json_float(v, &ls->epsilon) || !(ls->epsilon > 0))
-				bad_option(lc, opt, "a positive number");
-			break;
-		default:
-			elog(ERROR, "unrecognized layer option bit: %d", bit);
-	}
-}
-
-/* Parse one layer object (1-based number) into ls. */
-static void
-parse_layer(int number, JsonbValue *elem, nn_layer_spec *ls)
-{
-	JsonbContainer *obj;
-	JsonbValue	tv;
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbIterator *it;
-	JsonbIteratorToken tok;
-	layer_ctx	lc;
-	nn_layer_kind kind;
-	int			allowed;
-	int			given = 0;
-	char	   *type;
-
-	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+	if (nn_activation_from_name(s, &act) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("layer %d must be a JSON object", number)));
-	obj = elem->val.binary.data;
+				 errmsg("layer %d (%s): unrecognized activation \"%s\"",
+						lc->number, lc->type, s),
+				 errhint("Activations are linear, relu, leaky_relu, elu, sigmoid, tanh and softmax.")));
+	return act;
+}
+
+/* Apply one option, of a type and range its row gives, to a layer spec. */
+static void
+apply_option(const layer_ctx *lc, nn_layer_spec *ls, const nn_option *o,
+			 const char *key, JsonbValue *v)
+{
+	char		what[96];
+	int32		x;
+	double		d;
+	bool		ok = true;
+
+	nn_option_describe(what, sizeof(what), o);
+	switch (o->type)
+	{
+		case NN_VAL_INT:
+			if ((ok = json_int(v, o->min, o->max, &x)))
+				nn_option_set(ls, o, x);
+			break;
+		case NN_VAL_FLOAT:
+			if ((ok = json_float(o, v, &d)))
+				nn_option_set(ls, o, d);
+			break;
+		case NN_VAL_BOOL:
+			if ((ok = v->type == jbvBool))
+				nn_option_set(ls, o, v->val.boolean);
+			break;
+		case NN_VAL_ACTIVATION:
+			nn_option_set(ls, o, json_activation(lc, key, v));
+			break;
+		case NN_VAL_PAIR:
+			ok = json_pair(o, v, nn_option_ints(ls, o));
+			break;
+		case NN_VAL_SHAPE:
+			ok = json_shape(o, v, ls);
+			break;
+		case NN_VAL_PADDING:
+			{
+				char	   *s = json_string(lc, key, v);
+
+				ok = strcmp(s, "valid") == 0 || strcmp(s, "same") == 0;
+				nn_option_set(ls, o, strcmp(s, "same") == 0);
+				break;
+			}
+	}
+	if (!ok)
+		bad_option(lc, key, what);
+}
+
+/* The kind's entry for a JSON key, or NULL. */
+static int
+find_option(const nn_kind_option *opts, int32 n, const char *key)
+{
+	for (int32 i = 0; i < n; i++)
+		if (user_option(&opts[i]) &&
+			strcmp(nn_kind_option_name(&opts[i]), key) == 0)
+			return i;
+	return -1;
+}
+
+/* The layer's "type" as a kind; errors name the layer. */
+static nn_layer_kind
+parse_type(int number, JsonbContainer *obj, char **type)
+{
+	JsonbValue	tv;
+	nn_layer_kind kind;
 
 	if (getKeyJsonValueFromContainer(obj, "type", 4, &tv) == NULL)
 		ereport(ERROR,
@@ -429,23 +268,63 @@ parse_layer(int number, JsonbValue *elem, nn_layer_spec *ls)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("layer %d: \"type\" must be a string", number)));
-	type = pnstrdup(tv.val.string.val, tv.val.string.len);
-	if (nn_layer_kind_from_name(type, &kind) != 0)
+	*type = pnstrdup(tv.val.string.val, tv.val.string.len);
+	if (nn_layer_kind_from_name(*type, &kind) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("layer %d: unrecognized layer type \"%s\"", number, type),
-				 errhint("Layer types are dense, conv2d, maxpool2d, avgpool2d, flatten, reshape, dropout, activation, rescale, normalize, batchnorm, embedding, global_avgpool, global_maxpool, simple_rnn, lstm and gru.")));
+				 errmsg("layer %d: unrecognized layer type \"%s\"", number, *type),
+				 errhint("Layer types are %s.", kind_list())));
+	return kind;
+}
 
+/* The slope belongs to the activation: Keras's defaults, or an error. */
+static void
+resolve_alpha(const layer_ctx *lc, nn_layer_spec *ls, bool given)
+{
+	if (given)
+	{
+		if (!nn_activation_has_alpha(ls->activation))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("layer %d (%s): \"alpha\" applies only to the leaky_relu and elu activations",
+							lc->number, lc->type)));
+	}
+	else if (ls->activation == NN_ACT_LEAKY_RELU)
+		ls->alpha = 0.3f;
+	else if (ls->activation == NN_ACT_ELU)
+		ls->alpha = 1.0f;
+}
+
+/* Parse one layer object (1-based number) into ls. */
+static void
+parse_layer(int number, JsonbValue *elem, nn_layer_spec *ls)
+{
+	JsonbContainer *obj;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	layer_ctx	lc;
+	const nn_kind_option *opts;
+	int32		n;
+	uint64		given = 0;
+	char	   *type;
+
+	if (elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("layer %d must be a JSON object", number)));
+	obj = elem->val.binary.data;
+	nn_layer_spec_init(ls, parse_type(number, obj, &type));
+	opts = nn_layer_kind_options(ls->kind, &n);
 	lc.number = number;
 	lc.type = type;
-	nn_layer_spec_init(ls, kind);
-	allowed = kind_options(kind);
 
 	it = JsonbIteratorInit(obj);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		char	   *key;
-		int			bit = 0;
+		int			i;
 
 		if (tok != WJB_KEY)
 			continue;
@@ -455,61 +334,30 @@ parse_layer(int number, JsonbValue *elem, nn_layer_spec *ls)
 		key = pnstrdup(k.val.string.val, k.val.string.len);
 		if (strcmp(key, "type") == 0)
 			continue;
-		for (int i = 0; i < lengthof(option_defs); i++)
+		if ((i = find_option(opts, n, key)) < 0)
 		{
-			if (strcmp(key, option_defs[i].name) == 0)
-			{
-				bit = option_defs[i].bit;
-				break;
-			}
-		}
-		if (bit == 0 || (allowed & bit) == 0)
+			char	   *list = option_list(opts, n);
+
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("layer %d (%s): unrecognized option \"%s\"",
 							number, type, key),
-					 allowed ? errhint("Options of %s layers: %s.", type,
-									   option_list(allowed)) :
+					 list[0] ? errhint("Options of %s layers: %s.", type, list) :
 					 errhint("%s layers take no options.", type)));
-		apply_option(&lc, ls, bit, key, &v);
-		given |= bit;
-	}
-
-	if ((kind_required(kind) & ~given) != 0)
-	{
-		int			missing = kind_required(kind) & ~given;
-
-		for (int i = 0; i < lengthof(option_defs); i++)
-		{
-			if (missing & option_defs[i].bit)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("layer %d (%s): \"%s\" is required",
-								number, type, option_defs[i].name)));
 		}
+		apply_option(&lc, ls, opts[i].option, key, &v);
+		given |= UINT64CONST(1) << i;
 	}
 
-	/* pools stride by their size unless told otherwise, as Keras */
-	if ((kind == NN_LAYER_MAXPOOL2D || kind == NN_LAYER_AVGPOOL2D) &&
-		!(given & OPT_STRIDES))
-	{
-		ls->strides[0] = ls->kernel[0];
-		ls->strides[1] = ls->kernel[1];
-	}
-
-	/* the slope belongs to the activation: Keras's defaults, or an error */
-	if (given & OPT_ALPHA)
-	{
-		if (ls->activation != NN_ACT_LEAKY_RELU && ls->activation != NN_ACT_ELU)
+	for (int32 i = 0; i < n; i++)
+		if (opts[i].required && !(given & (UINT64CONST(1) << i)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("layer %d (%s): \"alpha\" applies only to the leaky_relu and elu activations",
-							number, type)));
-	}
-	else if (ls->activation == NN_ACT_LEAKY_RELU)
-		ls->alpha = 0.3f;
-	else if (ls->activation == NN_ACT_ELU)
-		ls->alpha = 1.0f;
+					 errmsg("layer %d (%s): \"%s\" is required",
+							number, type, nn_kind_option_name(&opts[i]))));
+	for (int32 i = 0; i < n; i++)
+		if (opts[i].option->flags & NN_OPTION_SLOPE)
+			resolve_alpha(&lc, ls, (given & (UINT64CONST(1) << i)) != 0);
 }
 
 /* Parse the layers array of nn_create. */
@@ -613,41 +461,64 @@ nnpg_json_float(StringInfo buf, float value)
 	append_float(buf, value);
 }
 
-/* [h, w] */
+/* The value of one option as JSON. */
 static void
-append_pair(StringInfo buf, const char *key, const int32 v[2])
+append_option(StringInfo buf, const nn_layer_spec *ls, const nn_option *o)
 {
-	appendStringInfo(buf, ", \"%s\": [%d, %d]", key, v[0], v[1]);
+	double		x = nn_option_get(ls, o);
+	const int32 *v = nn_option_ints((nn_layer_spec *) ls, o);
+
+	switch (o->type)
+	{
+		case NN_VAL_INT:
+			appendStringInfo(buf, "%d", (int32) x);
+			break;
+		case NN_VAL_FLOAT:
+			append_float(buf, (float) x);
+			break;
+		case NN_VAL_BOOL:
+			appendStringInfoString(buf, x != 0 ? "true" : "false");
+			break;
+		case NN_VAL_ACTIVATION:
+			escape_json(buf, nn_activation_name((nn_activation) (int) x));
+			break;
+		case NN_VAL_PAIR:
+			appendStringInfo(buf, "[%d, %d]", v[0], v[1]);
+			break;
+		case NN_VAL_SHAPE:
+			appendStringInfoString(buf, nnpg_shape_to_json((int) x, v));
+			break;
+		case NN_VAL_PADDING:
+			appendStringInfoString(buf, x != 0 ? "\"same\"" : "\"valid\"");
+			break;
+	}
 }
 
-/* activation and its slope */
+/* One layer in the form nn_create accepts: its type and every option it
+ * takes that applies, but quiet ones at their default. */
 static void
-append_activation(StringInfo buf, const nn_layer_spec *ls)
+append_layer(StringInfo buf, const nn_layer_spec *ls)
 {
-	appendStringInfoString(buf, ", \"activation\": ");
-	escape_json(buf, nn_activation_name(ls->activation));
-	if (ls->activation == NN_ACT_LEAKY_RELU || ls->activation == NN_ACT_ELU)
-	{
-		appendStringInfoString(buf, ", \"alpha\": ");
-		append_float(buf, ls->alpha);
-	}
-}
+	int32		n;
+	const nn_kind_option *opts = nn_layer_kind_options(ls->kind, &n);
 
-/* kernel penalties, when set */
-static void
-append_penalties(StringInfo buf, const nn_layer_spec *ls)
-{
-	appendStringInfo(buf, ", \"use_bias\": %s", ls->use_bias ? "true" : "false");
-	if (ls->l1 != 0)
+	if (strcmp(nn_layer_kind_name(ls->kind), "?") == 0)
+		elog(ERROR, "unrecognized layer kind: %d", (int) ls->kind);
+	appendStringInfoString(buf, "{\"type\": ");
+	escape_json(buf, nn_layer_kind_name(ls->kind));
+	for (int32 i = 0; i < n; i++)
 	{
-		appendStringInfoString(buf, ", \"l1\": ");
-		append_float(buf, ls->l1);
+		const nn_option *o = opts[i].option;
+
+		if (!user_option(&opts[i]) || !nn_option_applies(ls, o) ||
+			((o->flags & NN_OPTION_QUIET) && nn_option_get(ls, o) == opts[i].def))
+			continue;
+		appendStringInfoString(buf, ", ");
+		escape_json(buf, nn_kind_option_name(&opts[i]));
+		appendStringInfoString(buf, ": ");
+		append_option(buf, ls, o);
 	}
-	if (ls->l2 != 0)
-	{
-		appendStringInfoString(buf, ", \"l2\": ");
-		append_float(buf, ls->l2);
-	}
+	appendStringInfoChar(buf, '}');
 }
 
 /* The layers of a spec in the form nn_create accepts. */
@@ -660,90 +531,9 @@ nnpg_spec_to_json(const nn_model_spec *spec)
 	appendStringInfoChar(&buf, '[');
 	for (int i = 0; i < spec->n_layers; i++)
 	{
-		const nn_layer_spec *ls = &spec->layers[i];
-
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
-		appendStringInfoString(&buf, "{\"type\": ");
-		escape_json(&buf, nn_layer_kind_name(ls->kind));
-		switch (ls->kind)
-		{
-			case NN_LAYER_DENSE:
-				appendStringInfo(&buf, ", \"units\": %d", ls->units);
-				append_activation(&buf, ls);
-				append_penalties(&buf, ls);
-				break;
-			case NN_LAYER_CONV2D:
-				appendStringInfo(&buf, ", \"filters\": %d", ls->filters);
-				append_pair(&buf, "kernel_size", ls->kernel);
-				append_pair(&buf, "strides", ls->strides);
-				appendStringInfo(&buf, ", \"padding\": \"%s\"",
-								 ls->same_padding ? "same" : "valid");
-				append_activation(&buf, ls);
-				append_penalties(&buf, ls);
-				break;
-			case NN_LAYER_MAXPOOL2D:
-			case NN_LAYER_AVGPOOL2D:
-				append_pair(&buf, "pool_size", ls->kernel);
-				append_pair(&buf, "strides", ls->strides);
-				appendStringInfo(&buf, ", \"padding\": \"%s\"",
-								 ls->same_padding ? "same" : "valid");
-				break;
-			case NN_LAYER_FLATTEN:
-				break;
-			case NN_LAYER_RESHAPE:
-				appendStringInfoString(&buf, ", \"shape\": ");
-				appendStringInfoString(&buf,
-									   nnpg_shape_to_json(ls->shape_rank, ls->shape));
-				break;
-			case NN_LAYER_DROPOUT:
-				appendStringInfoString(&buf, ", \"rate\": ");
-				append_float(&buf, ls->rate);
-				break;
-			case NN_LAYER_ACTIVATION:
-				append_activation(&buf, ls);
-				break;
-			case NN_LAYER_RESCALE:
-				appendStringInfoString(&buf, ", \"scale\": ");
-				append_float(&buf, ls->scale);
-				appendStringInfoString(&buf, ", \"offset\": ");
-				append_float(&buf, ls->offset);
-				break;
-			case NN_LAYER_NORMALIZE:
-				appendStringInfoString(&buf, ", \"epsilon\": ");
-				append_float(&buf, ls->epsilon);
-				break;
-			case NN_LAYER_BATCHNORM:
-				appendStringInfoString(&buf, ", \"momentum\": ");
-				append_float(&buf, ls->momentum);
-				appendStringInfoString(&buf, ", \"epsilon\": ");
-				append_float(&buf, ls->epsilon);
-				break;
-			case NN_LAYER_EMBEDDING:
-				appendStringInfo(&buf, ", \"input_dim\": %d, \"output_dim\": %d",
-								 ls->input_dim, ls->output_dim);
-				break;
-			case NN_LAYER_GLOBAL_AVGPOOL:
-			case NN_LAYER_GLOBAL_MAXPOOL:
-				break;
-			case NN_LAYER_SIMPLE_RNN:
-			case NN_LAYER_LSTM:
-			case NN_LAYER_GRU:
-				appendStringInfo(&buf, ", \"units\": %d", ls->units);
-				append_activation(&buf, ls);
-				if (ls->kind != NN_LAYER_SIMPLE_RNN)
-				{
-					appendStringInfoString(&buf, ", \"recurrent_activation\": ");
-					escape_json(&buf, nn_activation_name(ls->recurrent_activation));
-				}
-				appendStringInfo(&buf, ", \"use_bias\": %s, \"return_sequences\": %s",
-								 ls->use_bias ? "true" : "false",
-								 ls->return_sequences ? "true" : "false");
-				break;
-			default:
-				elog(ERROR, "unrecognized layer kind: %d", (int) ls->kind);
-		}
-		appendStringInfoChar(&buf, '}');
+		append_layer(&buf, &spec->layers[i]);
 	}
 	appendStringInfoChar(&buf, ']');
 	return buf.data;

@@ -137,7 +137,7 @@ add_gemm(gemm_set *s, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N,
 	s->flops += 2.0 * M * N * K;
 }
 
-/* The GEMMs of a dense layer (in -> out) at batch B, as layers.c issues them. */
+/* The GEMMs of a dense layer (in -> out) at batch B, as dense.c issues them. */
 static void
 dense_gemms(gemm_set *s, int B, int in, int out, bool dx, nn_rng *rng)
 {

@@ -1,5 +1,5 @@
 /*
- * sequence.c: simple_rnn, lstm and gru layers with backpropagation through
+ * recurrent.c: simple_rnn, lstm and gru layers with backpropagation through
  * time.
  *
  * Layout: a sample is a sequence (T, F), timesteps by features, batch-major
@@ -24,7 +24,8 @@
  * steps in reverse and ends with one GEMM each for the kernel gradient and
  * the input gradient.  Threads take slices of the batch (each sequence's
  * recurrence is independent), then bands of gate columns for the weight
- * gradients, each calling single-threaded sgemm, as layers.c does.
+ * gradients, each calling single-threaded sgemm.  The three kinds differ
+ * only in their cell: one step of one sequence, forward and backward.
  *
  * Not here: dropout inside the recurrence, masking, stateful or
  * bidirectional layers, go_backwards, unroll, gru reset_after=False.
@@ -50,30 +51,46 @@ typedef struct rnn_work
 	float	   *tmp;			/* (B, U) scratch */
 } rnn_work;
 
-/* Gates of a recurrent kind, 0 for other kinds. */
-int32_t
-nn_rnn_gates(nn_layer_kind kind)
+/* One step t of one sequence b: its rows of the work buffer. */
+typedef struct rnn_step
 {
-	switch (kind)
-	{
-		case NN_LAYER_SIMPLE_RNN:
-			return 1;
-		case NN_LAYER_LSTM:
-			return 4;
-		case NN_LAYER_GRU:
-			return 3;
-		default:
-			return 0;
-	}
+	float	   *g;				/* (G U) gates: pre-activations in, then
+								 * activations */
+	const float *rec;			/* (G U) h' R (+ gru's recurrent bias) */
+	float	   *h;				/* (U) */
+	const float *hp;			/* (U) previous h, NULL at t = 0 */
+	float	   *c;				/* (U) lstm cell; gru h' R_h + b_h */
+	const float *cp;			/* (U) previous cell, NULL at t = 0 */
+	float	   *dz;				/* (G U) pre-activation gradients */
+	float	   *dr;				/* (G U) gru: w.r.t. h' R + b_rec */
+	float	   *dh;				/* (U) gradient flowing to h', then h' */
+	float	   *dc;				/* (U) lstm: gradient flowing to c' */
+	float	   *tmp;			/* (U) scratch */
+} rnn_step;
+
+/* What a recurrent kind is: its gates and its cell (the layer's impl). */
+typedef struct rnn_cell
+{
+	int32_t		gates;
+	bool		reset_after;	/* gru: a recurrent bias and dh += z dh */
+	bool		forget_bias;	/* lstm: forget-gate bias starts at 1 */
+	void		(*forward) (const nn_layer *l, const rnn_step *s);
+	void		(*backward) (const nn_layer *l, const rnn_step *s);
+} rnn_cell;
+
+static inline const rnn_cell *
+cell_of(const nn_layer *l)
+{
+	return l->type->impl;
 }
 
 /* Floats per sample of the work buffer (the sizes of rnn_work). */
-size_t
-nn_rnn_work_size(const nn_layer *l, bool training)
+static size_t
+work_size(const nn_layer *l, bool training)
 {
 	size_t		T = (size_t) l->in_shape[0];
 	size_t		U = (size_t) l->spec.units;
-	size_t		GU = (size_t) nn_rnn_gates(l->spec.kind) * U;
+	size_t		GU = (size_t) cell_of(l)->gates * U;
 	size_t		n = T * GU + 2 * T * U + GU;
 
 	if (training)
@@ -87,7 +104,7 @@ carve(const nn_layer *l, int32_t B)
 {
 	size_t		T = (size_t) l->in_shape[0];
 	size_t		U = (size_t) l->spec.units;
-	size_t		GU = (size_t) nn_rnn_gates(l->spec.kind) * U;
+	size_t		GU = (size_t) cell_of(l)->gates * U;
 	rnn_work	w;
 
 	w.gates = l->work;
@@ -162,19 +179,16 @@ orthogonal(float *dst, int32_t rows, int32_t cols, nn_rng *rng, double *q)
  * The orthogonal factor needs U x G U doubles of scratch; false when they
  * cannot be allocated.
  */
-bool
-nn_rnn_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
+static bool
+rnn_init(nn_model *m, nn_layer *l, nn_rng *rng)
 {
 	int32_t		U = l->spec.units;
-	int32_t		GU = nn_rnn_gates(l->spec.kind) * U;
+	int32_t		GU = cell_of(l)->gates * U;
 	int32_t		F = l->in_shape[1];
-	double		limit = sqrt(6.0 / ((double) F + GU));
-	float	   *w = m->params + l->w_off;	/* (F, G U) */
 	float	   *r = m->params + l->r_off;	/* (U, G U) */
 	double	   *q;
 
-	for (int64_t i = 0; i < l->w_len; i++)
-		w[i] = (float) ((2.0 * nn_rng_uniform(rng) - 1.0) * limit);
+	nn_glorot_uniform(m->params + l->w_off, l->w_len, F, GU, rng);
 	q = nn_alloc_bytes(&m->alloc, sizeof(double) * (size_t) U * GU);
 	if (q == NULL)
 		return false;
@@ -185,7 +199,7 @@ nn_rnn_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
 		float	   *b = m->params + l->b_off;
 
 		memset(b, 0, sizeof(float) * l->b_len);
-		if (l->spec.kind == NN_LAYER_LSTM)
+		if (cell_of(l)->forget_bias)
 			for (int32_t j = U; j < 2 * U; j++)
 				b[j] = 1.0f;
 	}
@@ -206,6 +220,86 @@ dact_vec(nn_activation act, float alpha, float *d, const float *y, size_t k)
 	nn_act_backward(act, alpha, d, d, y, 1, k);
 }
 
+/* simple_rnn: h = act(x W + h' R + b). */
+static void
+simple_forward(const nn_layer *l, const rnn_step *s)
+{
+	int32_t		U = l->spec.units;
+
+	for (int32_t j = 0; j < U; j++)
+		s->g[j] += s->rec[j];
+	act_vec(l->spec.activation, l->spec.alpha, s->g, U);
+	memcpy(s->h, s->g, sizeof(float) * U);
+}
+
+/* lstm: gates i f g o, c = f c' + i g, h = o act(c). */
+static void
+lstm_forward(const nn_layer *l, const rnn_step *s)
+{
+	nn_activation act = l->spec.activation;
+	nn_activation ract = l->spec.recurrent_activation;
+	float		alpha = l->spec.alpha;
+	int32_t		U = l->spec.units;
+	float	   *g = s->g;
+
+	for (int32_t j = 0; j < 4 * U; j++)
+		g[j] += s->rec[j];
+	act_vec(ract, 0.0f, g, 2 * U);	/* i, f */
+	act_vec(act, alpha, g + 2 * U, U);	/* c candidate */
+	act_vec(ract, 0.0f, g + 3 * U, U);	/* o */
+	for (int32_t j = 0; j < U; j++)
+		s->c[j] = (s->cp ? g[U + j] * s->cp[j] : 0.0f) + g[j] * g[2 * U + j];
+	memcpy(s->h, s->c, sizeof(float) * U);
+	act_vec(act, alpha, s->h, U);
+	for (int32_t j = 0; j < U; j++)
+		s->h[j] *= g[3 * U + j];
+}
+
+/* gru: z, r = ract(.), n = act(xh + r (h' R_h + b_h)), h = z h' + (1 - z) n. */
+static void
+gru_forward(const nn_layer *l, const rnn_step *s)
+{
+	int32_t		U = l->spec.units;
+	float	   *g = s->g;
+	float	   *rh = s->c;		/* (U) h' R_h + b_h */
+
+	for (int32_t j = 0; j < 2 * U; j++)
+		g[j] += s->rec[j];
+	act_vec(l->spec.recurrent_activation, 0.0f, g, 2 * U);	/* z, r */
+	memcpy(rh, s->rec + 2 * U, sizeof(float) * U);
+	for (int32_t j = 0; j < U; j++)
+		g[2 * U + j] += g[U + j] * rh[j];
+	act_vec(l->spec.activation, l->spec.alpha, g + 2 * U, U);	/* n */
+	for (int32_t j = 0; j < U; j++)
+		s->h[j] = (s->hp ? g[j] * s->hp[j] : 0.0f) +
+			(1.0f - g[j]) * g[2 * U + j];
+}
+
+/* Step t of sequences [b0, b1), their h' R (rbuf) already computed. */
+static void
+forward_step(const nn_layer *l, const rnn_work *w, int32_t t, int32_t b0,
+			 int32_t b1)
+{
+	const rnn_cell *cell = cell_of(l);
+	int32_t		T = l->in_shape[0],
+				U = l->spec.units;
+	int32_t		GU = cell->gates * U;
+
+	for (int32_t b = b0; b < b1; b++)
+	{
+		size_t		bt = (size_t) b * T + t;
+		rnn_step	s = {0};
+
+		s.g = w->gates + bt * GU;
+		s.rec = w->rbuf + (size_t) b * GU;
+		s.h = w->hs + bt * U;
+		s.hp = t > 0 ? s.h - U : NULL;
+		s.c = w->cs + bt * U;
+		s.cp = t > 0 ? s.c - U : NULL;
+		cell->forward(l, &s);
+	}
+}
+
 /*
  * Forward of sequences [b0, b1): their rows of the work buffer and of
  * l->ybuf.  Sequences are independent, so slices run on separate threads.
@@ -213,19 +307,14 @@ dact_vec(nn_activation act, float alpha, float *d, const float *y, size_t k)
 static void
 forward_rows(nn_model *m, nn_layer *l, const float *x, int32_t b0, int32_t b1)
 {
-	nn_layer_kind kind = l->spec.kind;
-	nn_activation act = l->spec.activation;
-	nn_activation ract = l->spec.recurrent_activation;
-	float		alpha = l->spec.alpha;
 	int32_t		T = l->in_shape[0],
 				F = l->in_shape[1],
 				U = l->spec.units;
-	int32_t		G = nn_rnn_gates(kind);
-	int32_t		GU = G * U;
+	int32_t		GU = cell_of(l)->gates * U;
 	const float *W = m->params + l->w_off;	/* (F, G U) */
 	const float *R = m->params + l->r_off;	/* (U, G U) */
 	const float *bin = l->b_len ? m->params + l->b_off : NULL;	/* (G U) */
-	const float *brec = l->b_len && kind == NN_LAYER_GRU ? bin + GU : NULL;
+	const float *brec = bin && cell_of(l)->reset_after ? bin + GU : NULL;
 	rnn_work	w = carve(l, m->batch_cap);
 	int32_t		n = b1 - b0;
 	size_t		row0 = (size_t) b0 * T;
@@ -252,62 +341,7 @@ forward_rows(nn_model *m, nn_layer *l, const float *x, int32_t b0, int32_t b1)
 			for (int32_t b = b0; b < b1; b++)
 				for (int32_t j = 0; j < GU; j++)
 					w.rbuf[(size_t) b * GU + j] += brec[j];
-
-		for (int32_t b = b0; b < b1; b++)
-		{
-			size_t		bt = (size_t) b * T + t;
-			float	   *g = w.gates + bt * GU;	/* (G U) */
-			const float *rec = w.rbuf + (size_t) b * GU;	/* (G U) */
-			float	   *h = w.hs + bt * U;	/* (U) */
-			const float *hp = t > 0 ? h - U : NULL; /* (U) previous h */
-
-			switch (kind)
-			{
-				case NN_LAYER_SIMPLE_RNN:
-					for (int32_t j = 0; j < U; j++)
-						g[j] += rec[j];
-					act_vec(act, alpha, g, U);
-					memcpy(h, g, sizeof(float) * U);
-					break;
-				case NN_LAYER_LSTM:
-					{
-						float	   *c = w.cs + bt * U;	/* (U) */
-						const float *cp = t > 0 ? c - U : NULL;
-
-						for (int32_t j = 0; j < GU; j++)
-							g[j] += rec[j];
-						act_vec(ract, 0.0f, g, 2 * U);	/* i, f */
-						act_vec(act, alpha, g + 2 * U, U);	/* c candidate */
-						act_vec(ract, 0.0f, g + 3 * U, U);	/* o */
-						for (int32_t j = 0; j < U; j++)
-							c[j] = (cp ? g[U + j] * cp[j] : 0.0f) +
-								g[j] * g[2 * U + j];
-						memcpy(h, c, sizeof(float) * U);
-						act_vec(act, alpha, h, U);
-						for (int32_t j = 0; j < U; j++)
-							h[j] *= g[3 * U + j];
-						break;
-					}
-				case NN_LAYER_GRU:
-					{
-						float	   *rh = w.cs + bt * U;	/* (U) h' R_h + b_h */
-
-						for (int32_t j = 0; j < 2 * U; j++)
-							g[j] += rec[j];
-						act_vec(ract, 0.0f, g, 2 * U);	/* z, r */
-						memcpy(rh, rec + 2 * U, sizeof(float) * U);
-						for (int32_t j = 0; j < U; j++)
-							g[2 * U + j] += g[U + j] * rh[j];
-						act_vec(act, alpha, g + 2 * U, U);	/* n */
-						for (int32_t j = 0; j < U; j++)
-							h[j] = (hp ? g[j] * hp[j] : 0.0f) +
-								(1.0f - g[j]) * g[2 * U + j];
-						break;
-					}
-				default:
-					break;
-			}
-		}
+		forward_step(l, &w, t, b0, b1);
 	}
 
 	if (l->spec.return_sequences)
@@ -319,12 +353,15 @@ forward_rows(nn_model *m, nn_layer *l, const float *x, int32_t b0, int32_t b1)
 }
 
 /* Forward over n sequences: fills the work buffer and l->ybuf. */
-void
-nn_rnn_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
+static nn_status
+rnn_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
+			nn_error *err)
 {
+	const float *x = l->x;
 	double		work = (double) n * l->in_shape[0] * l->spec.units *
-		nn_rnn_gates(l->spec.kind) * (l->in_shape[1] + l->spec.units);
+		cell_of(l)->gates * (l->in_shape[1] + l->spec.units);
 
+	(void) training, (void) rng, (void) err;
 #pragma omp parallel if (nn_par(work, n))
 	{
 		int32_t		b0,
@@ -333,6 +370,112 @@ nn_rnn_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 		nn_thread_rows(n, &b0, &b1);
 		if (b1 > b0)
 			forward_rows(m, l, x, b0, b1);
+	}
+	return NN_OK;
+}
+
+/* simple_rnn: dz = dh act'(.). */
+static void
+simple_backward(const nn_layer *l, const rnn_step *s)
+{
+	int32_t		U = l->spec.units;
+
+	memcpy(s->dz, s->dh, sizeof(float) * U);
+	dact_vec(l->spec.activation, l->spec.alpha, s->dz, s->g, U);
+}
+
+/* lstm: the gates' gradients, and dc becomes the gradient flowing to c'. */
+static void
+lstm_backward(const nn_layer *l, const rnn_step *s)
+{
+	nn_activation act = l->spec.activation;
+	nn_activation ract = l->spec.recurrent_activation;
+	float		alpha = l->spec.alpha;
+	int32_t		U = l->spec.units;
+	const float *g = s->g;
+	float	   *dz = s->dz;
+	float	   *tc = s->tmp;	/* (U) act(c) */
+
+	memcpy(tc, s->c, sizeof(float) * U);
+	act_vec(act, alpha, tc, U);
+	/* do, then dc += dh o act'(c) */
+	for (int32_t j = 0; j < U; j++)
+	{
+		dz[3 * U + j] = s->dh[j] * tc[j];
+		dz[j] = s->dh[j] * g[3 * U + j];	/* scratch */
+	}
+	dact_vec(act, alpha, dz, tc, U);
+	for (int32_t j = 0; j < U; j++)
+	{
+		float		dct = s->dc[j] + dz[j];
+
+		dz[j] = dct * g[2 * U + j];	/* di */
+		dz[U + j] = s->cp ? dct * s->cp[j] : 0.0f;	/* df */
+		dz[2 * U + j] = dct * g[j];	/* dg */
+		s->dc[j] = dct * g[U + j];
+	}
+	dact_vec(ract, 0.0f, dz, g, 2 * U);
+	dact_vec(act, alpha, dz + 2 * U, g + 2 * U, U);
+	dact_vec(ract, 0.0f, dz + 3 * U, g + 3 * U, U);
+}
+
+/* gru: dz w.r.t. the input side, dr w.r.t. h' R + b_rec, dh = z dh. */
+static void
+gru_backward(const nn_layer *l, const rnn_step *s)
+{
+	int32_t		U = l->spec.units;
+	const float *g = s->g;
+	const float *rh = s->c;		/* (U) h' R_h + b_h */
+	float	   *dz = s->dz;
+
+	for (int32_t j = 0; j < U; j++)
+	{
+		dz[j] = s->dh[j] * ((s->hp ? s->hp[j] : 0.0f) - g[2 * U + j]);
+		dz[2 * U + j] = s->dh[j] * (1.0f - g[j]);
+	}
+	dact_vec(l->spec.activation, l->spec.alpha, dz + 2 * U, g + 2 * U, U);
+	for (int32_t j = 0; j < U; j++)
+		dz[U + j] = dz[2 * U + j] * rh[j];
+	dact_vec(l->spec.recurrent_activation, 0.0f, dz, g, 2 * U);
+	memcpy(s->dr, dz, sizeof(float) * 2 * U);
+	for (int32_t j = 0; j < U; j++)
+	{
+		s->dr[2 * U + j] = dz[2 * U + j] * g[U + j];
+		s->dh[j] *= g[j];		/* the direct path z h' */
+	}
+}
+
+/* Step t of sequences [b0, b1) backward, adding the output gradient dy. */
+static void
+backward_step(const nn_layer *l, const rnn_work *w, const float *dy,
+			  int32_t t, int32_t b0, int32_t b1)
+{
+	const rnn_cell *cell = cell_of(l);
+	int32_t		T = l->in_shape[0],
+				U = l->spec.units;
+	int32_t		GU = cell->gates * U;
+	bool		seq = l->spec.return_sequences;
+
+	for (int32_t b = b0; b < b1; b++)
+	{
+		size_t		bt = (size_t) b * T + t;
+		const float *gy = seq ? dy + bt * U :
+			(t == T - 1 ? dy + (size_t) b * U : NULL);
+		rnn_step	s = {0};
+
+		s.g = w->gates + bt * GU;
+		s.dz = w->dz + bt * GU;
+		s.dr = w->dzr + bt * GU;
+		s.dh = w->dh + (size_t) b * U;
+		s.dc = w->dc + (size_t) b * U;
+		s.tmp = w->tmp + (size_t) b * U;
+		s.c = w->cs + bt * U;
+		s.cp = t > 0 ? s.c - U : NULL;
+		s.hp = t > 0 ? w->hs + (bt - 1) * U : NULL;
+		if (gy)
+			for (int32_t j = 0; j < U; j++)
+				s.dh[j] += gy[j];
+		cell->backward(l, &s);
 	}
 }
 
@@ -346,107 +489,28 @@ static void
 backward_rows(nn_model *m, nn_layer *l, float *dx, const float *dy,
 			  int32_t b0, int32_t b1)
 {
-	nn_layer_kind kind = l->spec.kind;
-	nn_activation act = l->spec.activation;
-	nn_activation ract = l->spec.recurrent_activation;
-	float		alpha = l->spec.alpha;
+	bool		reset_after = cell_of(l)->reset_after;
 	int32_t		T = l->in_shape[0],
 				F = l->in_shape[1],
 				U = l->spec.units;
-	int32_t		G = nn_rnn_gates(kind);
-	int32_t		GU = G * U;
+	int32_t		GU = cell_of(l)->gates * U;
 	const float *W = m->params + l->w_off;	/* (F, G U) */
 	const float *R = m->params + l->r_off;	/* (U, G U) */
 	rnn_work	w = carve(l, m->batch_cap);
-	float	   *dzr = kind == NN_LAYER_GRU ? w.dzr : w.dz;
+	float	   *dzr = reset_after ? w.dzr : w.dz;
 	int32_t		n = b1 - b0;
 	size_t		row0 = (size_t) b0 * T;
-	bool		seq = l->spec.return_sequences;
 
 	memset(w.dh + (size_t) b0 * U, 0, sizeof(float) * (size_t) n * U);
 	memset(w.dc + (size_t) b0 * U, 0, sizeof(float) * (size_t) n * U);
 	for (int32_t t = T - 1; t >= 0; t--)
 	{
-		for (int32_t b = b0; b < b1; b++)
-		{
-			size_t		bt = (size_t) b * T + t;
-			const float *g = w.gates + bt * GU;	/* (G U) */
-			float	   *dz = w.dz + bt * GU;	/* (G U) */
-			float	   *dh = w.dh + (size_t) b * U;	/* (U), becomes dh_t */
-			const float *gy = seq ? dy + bt * U :
-				(t == T - 1 ? dy + (size_t) b * U : NULL);
-
-			if (gy)
-				for (int32_t j = 0; j < U; j++)
-					dh[j] += gy[j];
-			switch (kind)
-			{
-				case NN_LAYER_SIMPLE_RNN:
-					memcpy(dz, dh, sizeof(float) * U);
-					dact_vec(act, alpha, dz, g, U);
-					break;
-				case NN_LAYER_LSTM:
-					{
-						const float *c = w.cs + bt * U;	/* (U) */
-						const float *cp = t > 0 ? c - U : NULL;
-						float	   *dc = w.dc + (size_t) b * U;	/* (U) */
-						float	   *tc = w.tmp + (size_t) b * U;	/* (U) act(c) */
-
-						memcpy(tc, c, sizeof(float) * U);
-						act_vec(act, alpha, tc, U);
-						/* do, then dc += dh o act'(c) */
-						for (int32_t j = 0; j < U; j++)
-						{
-							dz[3 * U + j] = dh[j] * tc[j];
-							dz[j] = dh[j] * g[3 * U + j];	/* scratch */
-						}
-						dact_vec(act, alpha, dz, tc, U);
-						for (int32_t j = 0; j < U; j++)
-						{
-							float		dct = dc[j] + dz[j];
-
-							dz[j] = dct * g[2 * U + j];	/* di */
-							dz[U + j] = cp ? dct * cp[j] : 0.0f;	/* df */
-							dz[2 * U + j] = dct * g[j];	/* dg */
-							dc[j] = dct * g[U + j];
-						}
-						dact_vec(ract, 0.0f, dz, g, 2 * U);
-						dact_vec(act, alpha, dz + 2 * U, g + 2 * U, U);
-						dact_vec(ract, 0.0f, dz + 3 * U, g + 3 * U, U);
-						break;
-					}
-				case NN_LAYER_GRU:
-					{
-						const float *rh = w.cs + bt * U;	/* (U) */
-						const float *hp = t > 0 ? w.hs + (bt - 1) * U : NULL;
-						float	   *dr = w.dzr + bt * GU;	/* (G U) */
-
-						for (int32_t j = 0; j < U; j++)
-						{
-							dz[j] = dh[j] * ((hp ? hp[j] : 0.0f) - g[2 * U + j]);
-							dz[2 * U + j] = dh[j] * (1.0f - g[j]);
-						}
-						dact_vec(act, alpha, dz + 2 * U, g + 2 * U, U);
-						for (int32_t j = 0; j < U; j++)
-							dz[U + j] = dz[2 * U + j] * rh[j];
-						dact_vec(ract, 0.0f, dz, g, 2 * U);
-						memcpy(dr, dz, sizeof(float) * 2 * U);
-						for (int32_t j = 0; j < U; j++)
-						{
-							dr[2 * U + j] = dz[2 * U + j] * g[U + j];
-							dh[j] *= g[j];	/* the direct path z h' */
-						}
-						break;
-					}
-				default:
-					break;
-			}
-		}
+		backward_step(l, &w, dy, t, b0, b1);
 		/* dh (n, U) = dzr_t (n, G U; row stride T G U) R^T (+ gru direct) */
 		if (t > 0)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, U, GU,
 						1.0f, dzr + (row0 + t) * GU, T * GU, R, GU,
-						kind == NN_LAYER_GRU ? 1.0f : 0.0f,
+						reset_after ? 1.0f : 0.0f,
 						w.dh + (size_t) b0 * U, U);
 	}
 
@@ -468,10 +532,10 @@ weight_cols(nn_model *m, nn_layer *l, int32_t n, int32_t j0, int32_t j1)
 	int32_t		T = l->in_shape[0],
 				F = l->in_shape[1],
 				U = l->spec.units;
-	int32_t		GU = nn_rnn_gates(l->spec.kind) * U;
+	int32_t		GU = cell_of(l)->gates * U;
 	int32_t		nc = j1 - j0;
 	rnn_work	w = carve(l, m->batch_cap);
-	bool		gru = l->spec.kind == NN_LAYER_GRU;
+	bool		gru = cell_of(l)->reset_after;
 	const float *dzr = gru ? w.dzr : w.dz;
 	float	   *dW = m->grads + l->w_off;	/* (F, G U) */
 	float	   *dR = m->grads + l->r_off;	/* (U, G U) */
@@ -511,11 +575,10 @@ weight_cols(nn_model *m, nn_layer *l, int32_t n, int32_t j0, int32_t j1)
  * the kernel, recurrent kernel and bias gradients and, unless dx is NULL,
  * dx (n, T, F).  Sequences split over threads first, then gate columns.
  */
-void
-nn_rnn_backward(nn_model *m, nn_layer *l, float *dx, const float *dy,
-				int32_t n)
+static void
+rnn_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 {
-	int32_t		GU = nn_rnn_gates(l->spec.kind) * l->spec.units;
+	int32_t		GU = cell_of(l)->gates * l->spec.units;
 	double		work = (double) n * l->in_shape[0] * GU *
 		(l->in_shape[1] + l->spec.units);
 
@@ -538,3 +601,70 @@ nn_rnn_backward(nn_model *m, nn_layer *l, float *dx, const float *dy,
 			weight_cols(m, l, n, j0, j1);
 	}
 }
+
+/* Output (T, units) or (units); kernel (F, G U), recurrent (U, G U), bias. */
+static nn_status
+rnn_infer(nn_layer *l, nn_error *err)
+{
+	const nn_layer_spec *s = &l->spec;
+	const rnn_cell *cell = cell_of(l);
+	int64_t		g = cell->gates;
+	int64_t		u = s->units;
+
+	if (l->in_rank != 2)
+		return NN_LAYER_FAIL(l, err, "input must be a sequence (timesteps, features), not of rank %d",
+							 l->in_rank);
+	if (s->activation == NN_ACT_SOFTMAX ||
+		s->recurrent_activation == NN_ACT_SOFTMAX)
+		return NN_LAYER_FAIL(l, err, "softmax cannot be a recurrent layer's activation");
+	if ((double) g * u * (u + l->in_shape[1] + 2) > (double) INT32_MAX)
+		return NN_LAYER_FAIL(l, err, "weight size overflows");
+	l->w_len = (int64_t) l->in_shape[1] * g * u;
+	l->r_len = u * g * u;
+	l->b_len = s->use_bias ? (cell->reset_after ? 2 * g * u : g * u) : 0;
+	memset(l->out_shape, 0, sizeof(l->out_shape));
+	l->out_rank = s->return_sequences ? 2 : 1;
+	l->out_shape[0] = s->return_sequences ? l->in_shape[0] : s->units;
+	l->out_shape[1] = s->return_sequences ? s->units : 0;
+	return NN_OK;
+}
+
+static void
+rnn_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+{
+	b->work = work_size(l, training);
+}
+
+static const nn_kind_option simple_rnn_options[] = {
+	NN_TAKES(NN_OPTION_UNITS, .required = true),
+	NN_TAKES(NN_OPTION_ACTIVATION, .def = NN_ACT_TANH),
+	NN_TAKES(NN_OPTION_ALPHA, .def = 0),
+	NN_TAKES(NN_OPTION_USE_BIAS, .def = 1),
+	NN_TAKES(NN_OPTION_RETURN_SEQUENCES, .def = 0),
+};
+
+static const nn_kind_option gated_options[] = {
+	NN_TAKES(NN_OPTION_UNITS, .required = true),
+	NN_TAKES(NN_OPTION_ACTIVATION, .def = NN_ACT_TANH),
+	NN_TAKES(NN_OPTION_ALPHA, .def = 0),
+	NN_TAKES(NN_OPTION_USE_BIAS, .def = 1),
+	NN_TAKES(NN_OPTION_RECURRENT_ACTIVATION, .def = NN_ACT_SIGMOID),
+	NN_TAKES(NN_OPTION_RETURN_SEQUENCES, .def = 0),
+};
+
+static const rnn_cell simple_cell = {1, false, false, simple_forward,
+simple_backward};
+static const rnn_cell lstm_cell = {4, false, true, lstm_forward,
+lstm_backward};
+static const rnn_cell gru_cell = {3, true, false, gru_forward, gru_backward};
+
+#define RNN_TYPE(kind_name, cell, opts) { \
+	.name = kind_name, .since = 2, .impl = &cell, \
+	.options = opts, .n_options = NN_LENGTH(opts), \
+	.infer = rnn_infer, .init = rnn_init, .forward = rnn_forward, \
+	.backward = rnn_backward, .buffers = rnn_buffers }
+
+const nn_layer_type nn_simple_rnn_type =
+RNN_TYPE("simple_rnn", simple_cell, simple_rnn_options);
+const nn_layer_type nn_lstm_type = RNN_TYPE("lstm", lstm_cell, gated_options);
+const nn_layer_type nn_gru_type = RNN_TYPE("gru", gru_cell, gated_options);
