@@ -12,7 +12,8 @@ GLUE_SRCS = $(sort $(wildcard src/pg/*.c))
 OBJS = $(CORE_SRCS:.c=.o) $(GLUE_SRCS:.c=.o)
 
 EXTENSION = nnpg
-DATA = extension/nnpg--0.1.0.sql
+DATA = extension/nnpg--0.1.0.sql extension/nnpg--0.2.0.sql \
+	extension/nnpg--0.1.0--0.2.0.sql
 
 REGRESS = install spec create fit fit_errors predict manage cnn fashion sequence security uninstall
 

@@ -56,6 +56,7 @@ SELECT reloptions FROM pg_class WHERE oid = 'nn_models'::regclass;
 LOAD 'nnpg';
 SHOW nnpg.data_cache_mb;
 SHOW nnpg.max_model_mb;
+SHOW nnpg.model_cache_mb;
 SELECT current_setting('nnpg.threads')::int >= 1 AS threads_set;
 SET nnpg.threads = 0;
 SET nnpg.threads = 1;

@@ -1769,7 +1769,7 @@ nnpg_fit(PG_FUNCTION_ARGS)
 	MemoryContext oldcxt;
 
 	/* training ends by storing a version: fail before it, not after */
-	PreventCommandIfReadOnly("nn_fit()");
+	nnpg_prevent_read_only("nn_fit()");
 	nnpg_apply_threads();
 
 	memset(&fc, 0, sizeof(fc));

@@ -94,6 +94,7 @@ nnpg_create(PG_FUNCTION_ARGS)
 	MemoryContext old;
 	int32		version;
 
+	nnpg_prevent_read_only("nn_create()");
 	nnpg_apply_threads();
 	if (PG_ARGISNULL(1))
 		nnpg_null_argument("layers");
@@ -270,6 +271,7 @@ nnpg_drop(PG_FUNCTION_ARGS)
 	int32		version = version_isnull ? 0 : PG_GETARG_INT32(1);
 	uint64		n;
 
+	nnpg_prevent_read_only("nn_drop()");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	nnpg_lock_model_name(name);
@@ -317,6 +319,7 @@ nnpg_import(PG_FUNCTION_ARGS)
 	int64		params;
 	int32		stored;
 
+	nnpg_prevent_read_only("nn_import()");
 	if (PG_ARGISNULL(1))
 		nnpg_null_argument("data");
 	data = PG_GETARG_BYTEA_P(1);

@@ -10,7 +10,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "access/xlog.h"
+#include "miscadmin.h"
 #include "port/pg_crc32c.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -22,6 +25,7 @@ PG_MODULE_MAGIC;
 int			nnpg_threads = 1;
 int			nnpg_data_cache_mb = 1024;
 int			nnpg_max_model_mb = 1024;
+int			nnpg_model_cache_mb = 256;
 
 void		_PG_init(void);
 
@@ -98,7 +102,38 @@ _PG_init(void)
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("nnpg.model_cache_mb",
+							"Memory a backend's cache of loaded models may hold.",
+							"Beyond it the least recently used models are dropped; the model in use is always kept.",
+							&nnpg_model_cache_mb,
+							256, 0, INT_MAX / 2,
+							PGC_USERSET,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("nnpg");
+}
+
+/* Bytes a backend's model cache may hold (nnpg.model_cache_mb). */
+size_t
+nnpg_model_cache_bytes(void)
+{
+	return (size_t) nnpg_model_cache_mb * 1024 * 1024;
+}
+
+/*
+ * Functions that store or remove models fail at once on a standby, before
+ * any work, and in a read-only transaction.
+ */
+void
+nnpg_prevent_read_only(const char *what)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot run %s on a standby server", what),
+				 errhint("Run it on the primary server; models reach standbys by replication.")));
+	PreventCommandIfReadOnly(what);
 }
 
 /* The byte budget of one model. */

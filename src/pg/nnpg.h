@@ -31,6 +31,7 @@
 extern int	nnpg_threads;
 extern int	nnpg_data_cache_mb;
 extern int	nnpg_max_model_mb;
+extern int	nnpg_model_cache_mb;
 
 /* Apply nnpg.threads in this backend; every entry point calls it. */
 extern void nnpg_apply_threads(void);
@@ -39,6 +40,10 @@ extern void nnpg_apply_threads(void);
 extern size_t nnpg_max_model_bytes(void);
 /* Bytes of training data a fit may keep in memory (nnpg.data_cache_mb). */
 extern size_t nnpg_data_cache_bytes(void);
+/* Bytes a backend's model cache may hold (nnpg.model_cache_mb). */
+extern size_t nnpg_model_cache_bytes(void);
+/* ERROR 25006 on a standby or in a read-only transaction. */
+extern void nnpg_prevent_read_only(const char *what);
 
 /* An allocator bound to a memory context, itself allocated in it. */
 extern nn_alloc *nnpg_alloc_create(MemoryContext cxt);

@@ -7,7 +7,8 @@
  * security on nnpg.models limits every query to the caller's models.
  *
  * The cache keeps up to NNPG_CACHE_SLOTS deserialized models, each in its
- * own memory context under CacheMemoryContext, keyed by the identity of the
+ * own memory context under CacheMemoryContext, within nnpg.model_cache_mb
+ * (least recently used first out), keyed by the identity of the
  * table row they came from (name, version, xmin, ctid): a row that changes
  * gets a new xmin/ctid, so a stale model is never used.  A call site keeps
  * in fn_extra the slot it used and the statement it looked it up in, so a
@@ -366,8 +367,8 @@ victim_slot(void)
 }
 
 /*
- * Keep the models cached by this backend within nnpg.max_model_mb in all,
- * dropping the least recently used ones but never keep_slot.
+ * Keep the models cached by this backend within nnpg.model_cache_mb in
+ * all, dropping the least recently used ones but never keep_slot.
  */
 static void
 evict_over_budget(int keep_slot)
@@ -386,7 +387,7 @@ evict_over_budget(int keep_slot)
 				(lru < 0 || cache_slots[i].last_used < cache_slots[lru].last_used))
 				lru = i;
 		}
-		if (total <= nnpg_max_model_bytes() || lru < 0)
+		if (total <= nnpg_model_cache_bytes() || lru < 0)
 			return;
 		cache_slots[lru].used = false;
 		MemoryContextDelete(cache_slots[lru].cxt);

@@ -1,0 +1,243 @@
+/* extension/nnpg--0.2.0.sql: install script of nnpg 0.2.0 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION nnpg" to load this file. \quit
+
+/*
+ * The schema nnpg holds the model table; the functions go into the schema
+ * CREATE EXTENSION installs into (@extschema@).
+ */
+CREATE SCHEMA nnpg;
+GRANT USAGE ON SCHEMA nnpg TO PUBLIC;
+
+/*
+ * One row per model version.  The owner is kept as a role name rather than
+ * a regrole so that pg_dump/pg_upgrade carry it across clusters unchanged.
+ * params is filled by the C functions from the model bytes so that the
+ * nn_models view does not have to parse them.
+ */
+CREATE TABLE nnpg.models (
+	name		text NOT NULL CHECK (name OPERATOR(pg_catalog.<>) ''),
+	version		integer NOT NULL CHECK (version OPERATOR(pg_catalog.>) 0),
+	owner		name NOT NULL DEFAULT CURRENT_USER,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	layers		jsonb NOT NULL,
+	training	jsonb NOT NULL DEFAULT '{}',
+	metrics		jsonb,
+	history		jsonb,
+	weights		bytea,
+	params		bigint,
+	UNIQUE (name, version)
+);
+
+COMMENT ON TABLE nnpg.models IS 'nnpg models, one row per version';
+COMMENT ON COLUMN nnpg.models.layers IS 'layer specification as given to nn_create';
+COMMENT ON COLUMN nnpg.models.training IS 'training settings: optimizer, loss, epochs, batch size, seed, data query';
+COMMENT ON COLUMN nnpg.models.metrics IS 'figures of the last training epoch';
+COMMENT ON COLUMN nnpg.models.history IS 'one object per training epoch';
+COMMENT ON COLUMN nnpg.models.weights IS 'serialized model (NULL until the input shape is known)';
+COMMENT ON COLUMN nnpg.models.params IS 'number of trainable and adapted parameters';
+
+/*
+ * Model bytes are float32 weights (and optimizer state), which pglz almost
+ * never shrinks by the quarter it needs: it would read every byte of every
+ * version written (a third of the time nn_fit took to store an 8 MB model)
+ * to keep them uncompressed anyway.  Stored out of line as they are.
+ */
+ALTER TABLE nnpg.models ALTER COLUMN weights SET STORAGE EXTERNAL;
+
+-- back the models up with pg_dump
+SELECT pg_catalog.pg_extension_config_dump('nnpg.models', '');
+
+/*
+ * Every role may create models; row-level security shows and lets change
+ * only the rows a role owns.  Superusers bypass it; FORCE applies it to the
+ * table owner too.
+ */
+ALTER TABLE nnpg.models ENABLE ROW LEVEL SECURITY;
+ALTER TABLE nnpg.models FORCE ROW LEVEL SECURITY;
+
+CREATE POLICY models_owner ON nnpg.models
+	USING (owner OPERATOR(pg_catalog.=) CURRENT_USER)
+	WITH CHECK (owner OPERATOR(pg_catalog.=) CURRENT_USER);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON nnpg.models TO PUBLIC;
+
+/* ---------- models ---------- */
+
+CREATE FUNCTION @extschema@.nn_create(name text, layers jsonb,
+									   input_shape integer[] DEFAULT NULL,
+									   seed bigint DEFAULT NULL,
+									   replace boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_create'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_create(text, jsonb, integer[], bigint, boolean) IS
+'create version 1 of a model from a JSON array of layers; returns the version';
+
+/* ---------- training ---------- */
+
+CREATE FUNCTION @extschema@.nn_fit(model text, query text,
+									epochs integer DEFAULT 10,
+									batch_size integer DEFAULT 32,
+									optimizer text DEFAULT 'adam',
+									learning_rate double precision DEFAULT 0.001,
+									loss text DEFAULT NULL,
+									validation_query text DEFAULT NULL,
+									validation_split double precision DEFAULT 0,
+									shuffle boolean DEFAULT true,
+									seed bigint DEFAULT NULL,
+									early_stopping_patience integer DEFAULT NULL,
+									options jsonb DEFAULT '{}',
+									verbose boolean DEFAULT true,
+									version integer DEFAULT NULL)
+RETURNS TABLE(epoch integer, loss double precision,
+			  accuracy double precision, val_loss double precision,
+			  val_accuracy double precision, seconds double precision)
+AS 'MODULE_PATHNAME', 'nnpg_fit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_fit(text, text, integer, integer, text, double precision, text, text, double precision, boolean, bigint, integer, jsonb, boolean, integer) IS
+'train a model on the rows of a query (features..., target) and store the result as a new version';
+
+/* ---------- using a model ---------- */
+
+CREATE FUNCTION @extschema@.nn_predict(model text, features real[],
+										version integer DEFAULT NULL)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'nnpg_predict'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_predict(text, real[], integer) IS
+'output of a model for one row of features';
+
+CREATE FUNCTION @extschema@.nn_predict(model text, features double precision[],
+										version integer DEFAULT NULL)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'nnpg_predict_float8'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_predict(text, double precision[], integer) IS
+'output of a model for one row of features';
+
+CREATE FUNCTION @extschema@.nn_predict(model text, features bytea,
+										version integer DEFAULT NULL)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'nnpg_predict_bytea'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_predict(text, bytea, integer) IS
+'output of a model for one row of byte features (one unsigned byte per value)';
+
+CREATE FUNCTION @extschema@.nn_classify(model text, features real[],
+										 version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_classify'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_classify(text, real[], integer) IS
+'most probable class of one row of features';
+
+CREATE FUNCTION @extschema@.nn_classify(model text, features double precision[],
+										 version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_classify_float8'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_classify(text, double precision[], integer) IS
+'most probable class of one row of features';
+
+CREATE FUNCTION @extschema@.nn_classify(model text, features bytea,
+										 version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_classify_bytea'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_classify(text, bytea, integer) IS
+'most probable class of one row of byte features (one unsigned byte per value)';
+
+CREATE FUNCTION @extschema@.nn_predict_batch(model text, query text,
+											  version integer DEFAULT NULL)
+RETURNS TABLE(id bigint, prediction real[], class integer)
+AS 'MODULE_PATHNAME', 'nnpg_predict_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_predict_batch(text, text, integer) IS
+'outputs and classes of a model for the rows of a query (key, features...), computed in batches';
+
+CREATE FUNCTION @extschema@.nn_evaluate(model text, query text,
+										 version integer DEFAULT NULL)
+RETURNS TABLE(metric text, value double precision)
+AS 'MODULE_PATHNAME', 'nnpg_evaluate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_evaluate(text, text, integer) IS
+'loss and metrics of a model on the rows of a query (features..., target)';
+
+CREATE FUNCTION @extschema@.nn_confusion_matrix(model text, query text,
+												 version integer DEFAULT NULL)
+RETURNS TABLE(actual integer, predicted integer, count bigint)
+AS 'MODULE_PATHNAME', 'nnpg_confusion_matrix'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_confusion_matrix(text, text, integer) IS
+'counts of (actual, predicted) class pairs of a classifier on the rows of a query';
+
+/* ---------- managing models ---------- */
+
+CREATE FUNCTION @extschema@.nn_summary(model text, version integer DEFAULT NULL)
+RETURNS TABLE(layer integer, type text, output_shape integer[], params bigint)
+AS 'MODULE_PATHNAME', 'nnpg_summary'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_summary(text, integer) IS
+'layers of a model with their output shapes and parameter counts';
+
+CREATE FUNCTION @extschema@.nn_history(model text, version integer DEFAULT NULL)
+RETURNS TABLE(version integer, epoch integer, loss double precision,
+			  accuracy double precision, val_loss double precision,
+			  val_accuracy double precision, seconds double precision)
+AS 'MODULE_PATHNAME', 'nnpg_history'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_history(text, integer) IS
+'training epochs of every version of a model (or of one version)';
+
+CREATE FUNCTION @extschema@.nn_drop(model text, version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_drop'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_drop(text, integer) IS
+'remove one version of a model, or all of them; returns how many were removed';
+
+CREATE FUNCTION @extschema@.nn_export(model text, version integer DEFAULT NULL)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'nnpg_export'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_export(text, integer) IS
+'serialized bytes of a model version, for nn_import';
+
+CREATE FUNCTION @extschema@.nn_import(name text, data bytea,
+									   version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_import'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_import(text, bytea, integer) IS
+'validate serialized model bytes and store them as a new version (1 for a new name); returns the version';
+
+/* ---------- the catalog view ---------- */
+
+CREATE VIEW @extschema@.nn_models WITH (security_invoker = true) AS
+	SELECT m.name, m.version, m.created_at, m.owner, m.params,
+		   pg_catalog.octet_length(m.weights)::bigint AS size_bytes,
+		   m.metrics, m.layers, m.training
+	FROM nnpg.models m;
+
+COMMENT ON VIEW @extschema@.nn_models IS
+'model versions the current role may see';
+
+GRANT SELECT ON @extschema@.nn_models TO PUBLIC;
