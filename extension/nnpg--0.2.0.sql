@@ -4,8 +4,37 @@
 \echo Use "CREATE EXTENSION nnpg" to load this file. \quit
 
 /*
+ * The table and its index go into the database's default tablespace,
+ * whatever default_tablespace the installing session set: a trusted install
+ * runs this script as the bootstrap superuser, which may create in
+ * tablespaces the installing role may not.  SET LOCAL lasts until the end of
+ * the transaction that runs CREATE EXTENSION.
+ */
+SET LOCAL default_tablespace = '';
+
+/*
+ * Nor does CREATE EXTENSION check that the installing role, the extension's
+ * owner, may create in the target schema: check it here.
+ */
+DO $$
+BEGIN
+	IF EXISTS (SELECT FROM pg_catalog.pg_extension e
+			   WHERE e.extname OPERATOR(pg_catalog.=) 'nnpg'
+				 AND NOT pg_catalog.has_schema_privilege(e.extowner, e.extnamespace,
+														 'CREATE')) THEN
+		RAISE EXCEPTION USING
+			ERRCODE = 'insufficient_privilege',
+			MESSAGE = 'permission denied to install nnpg into this schema',
+			HINT = 'Install it into a schema where you have the CREATE privilege.';
+	END IF;
+END
+$$;
+
+/*
  * The schema nnpg holds the model table; the functions go into the schema
- * CREATE EXTENSION installs into (@extschema@).
+ * CREATE EXTENSION installs into.  Substitution tokens appear only where an
+ * identifier goes: in a comment, a comment delimiter in the schema name
+ * would end the comment.
  */
 CREATE SCHEMA nnpg;
 GRANT USAGE ON SCHEMA nnpg TO PUBLIC;

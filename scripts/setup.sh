@@ -31,6 +31,7 @@ packages=(
 	libcmocka-dev					# unit tests
 	clang libclang-rt-14-dev			# ASan/UBSan and libFuzzer runtimes
 	libomp-dev					# omp.h and libomp for clang -fopenmp
+	sqlsmith					# random SQL for test/fuzz/sqlsmith.sh
 	dataset-fashion-mnist				# /usr/share/datasets/fashion-mnist
 	python3						# Debian's /usr/bin/python3 for the loader
 )

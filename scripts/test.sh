@@ -10,6 +10,8 @@
 #                  or NNPG_TEST_PORT), run as an unprivileged OS user
 #   installcheck   make installcheck (pg_regress) against that server
 #   integration/X  test/integration/X.sh against that server
+#   fuzz/sqlsmith  test/fuzz/sqlsmith.sh: 2000 random queries (sqlsmith)
+#                  against that server, whose log must show no crash or leak
 # The server is stopped and removed at the end, also on failure or Ctrl-C.
 # The last line is "N passed, N failed"; the exit code is non-zero on a failure.
 # Run as root on a fresh Debian 12 machine; the repository need not be
@@ -106,6 +108,8 @@ if [ "$cluster_up" = 1 ]; then
 	for f in "${integration[@]}"; do
 		step "integration/$(basename "$f" .sh)" bash "$f"
 	done
+	step fuzz/sqlsmith env NNPG_FUZZ_QUERIES=2000 NNPG_FUZZ_SEED=1 \
+		NNPG_FUZZ_SECONDS=100 bash test/fuzz/sqlsmith.sh
 else
 	why="the build failed"
 	[ "$built" = 1 ] && why="the cluster did not start"
@@ -113,6 +117,7 @@ else
 	for f in "${integration[@]}"; do
 		fail_without "integration/$(basename "$f" .sh)" "$why"
 	done
+	fail_without fuzz/sqlsmith "$why"
 fi
 stop_cluster
 

@@ -253,6 +253,7 @@ typedef struct nnpg_model_row
 	bytea	   *weights;		/* NULL until the model is built */
 	TransactionId xmin;
 	ItemPointerData ctid;
+	Oid			filenode;		/* file of nnpg.models holding the row */
 } nnpg_model_row;
 
 /*

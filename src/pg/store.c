@@ -9,8 +9,11 @@
  * The cache keeps up to NNPG_CACHE_SLOTS deserialized models, each in its
  * own memory context under CacheMemoryContext, within nnpg.model_cache_mb
  * (least recently used first out), keyed by the identity of the
- * table row they came from (name, version, xmin, ctid): a row that changes
- * gets a new xmin/ctid, so a stale model is never used.  A call site keeps
+ * table row they came from (name, version, xmin, ctid, and the table's
+ * file): a row that changes gets a new xmin/ctid, and a table made anew
+ * (DROP and CREATE EXTENSION, TRUNCATE) a new file, whose first rows take
+ * the ctids of the old one's again, in the same transaction the same xmin;
+ * so a stale model is never used.  A call site keeps
  * in fn_extra the slot it used and the statement it looked it up in, so a
  * per-row call over many rows queries the table once per statement and
  * deserializes at most once; the next statement (new snapshot) looks again
@@ -70,14 +73,15 @@ nnpg_fetch_model(const char *name, bool version_isnull, int32 version,
 {
 	static const char *sql_with =
 	"SELECT m.name, m.version, m.owner, m.layers, m.training, m.xmin, m.ctid,"
-	" m.weights"
+	" m.weights, pg_catalog.pg_relation_filenode(m.tableoid::pg_catalog.regclass)"
 	" FROM nnpg.models m"
 	" WHERE m.name OPERATOR(pg_catalog.=) $1"
 	" AND ($2 IS NULL OR m.version OPERATOR(pg_catalog.=) $2)"
 	" ORDER BY m.version DESC LIMIT 1";
 	static const char *sql_without =
 	"SELECT m.name, m.version, m.owner, m.layers, m.training, m.xmin, m.ctid,"
-	" CASE WHEN m.weights IS NULL THEN NULL ELSE '\\x'::pg_catalog.bytea END"
+	" CASE WHEN m.weights IS NULL THEN NULL ELSE '\\x'::pg_catalog.bytea END,"
+	" pg_catalog.pg_relation_filenode(m.tableoid::pg_catalog.regclass)"
 	" FROM nnpg.models m"
 	" WHERE m.name OPERATOR(pg_catalog.=) $1"
 	" AND ($2 IS NULL OR m.version OPERATOR(pg_catalog.=) $2)"
@@ -121,6 +125,7 @@ nnpg_fetch_model(const char *name, bool version_isnull, int32 version,
 		row->weights = NULL;
 	else
 		row->weights = DatumGetByteaPCopy(d);
+	row->filenode = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
 	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -284,6 +289,7 @@ typedef struct cache_slot
 	int32		version;
 	TransactionId xmin;
 	ItemPointerData ctid;
+	Oid			filenode;		/* of nnpg.models when the row was read */
 	MemoryContext cxt;			/* holds the model; child of CacheMemoryContext */
 	nn_model   *model;
 } cache_slot;
@@ -443,6 +449,7 @@ nnpg_cached_model(FunctionCallInfo fcinfo, text *name_text,
 		if (slot->used && slot->version == row.version &&
 			TransactionIdEquals(slot->xmin, row.xmin) &&
 			ItemPointerEquals(&slot->ctid, &row.ctid) &&
+			slot->filenode == row.filenode &&
 			strcmp(slot->name, row.name) == 0)
 		{
 			found = i;
@@ -466,16 +473,18 @@ nnpg_cached_model(FunctionCallInfo fcinfo, text *name_text,
 			MemoryContextDelete(slot->cxt);
 		}
 		MemoryContextSetParent(modelcxt, CacheMemoryContext);
-		evict_over_budget(found);
 		slot->cxt = modelcxt;
 		slot->model = model;
 		slot->name = MemoryContextStrdup(modelcxt, row.name);
 		slot->version = row.version;
 		slot->xmin = row.xmin;
 		slot->ctid = row.ctid;
+		slot->filenode = row.filenode;
 		slot->generation++;
 		slot->used = true;
 	}
+	/* within the budget, this model included, also after a lower SET */
+	evict_over_budget(found);
 	SPI_finish();
 	MemoryContextDelete(tmp);
 
