@@ -22,50 +22,80 @@
 #define FIELD(f) ((uint16_t) offsetof(nn_layer_spec, f))
 #define POSITIVE 1, (double) INT32_MAX
 
+/* The names of the choice options, in the order of their enums (nn.h). */
+static const char *const flip_modes[] = {
+	"horizontal", "vertical", "horizontal_and_vertical", NULL
+};
+static const char *const fill_modes[] = {
+	"reflect", "wrap", "constant", "nearest", NULL
+};
+
 /* The option rows, in the order of the model bytes' layer records. */
 const nn_option nn_options[NN_OPTION_COUNT] = {
 	[NN_OPTION_ACTIVATION] = {"activation", NN_VAL_ACTIVATION, FIELD(activation),
-	0, 1, 0, NN_ACT_MAX, NN_ACT_LINEAR},
+	0, 1, 0, NN_ACT_MAX, NN_ACT_LINEAR, NULL},
 	[NN_OPTION_ALPHA] = {"alpha", NN_VAL_FLOAT, FIELD(alpha), NN_OPTION_SLOPE, 1,
-	0, FLT_MAX, 0},
-	[NN_OPTION_UNITS] = {"units", NN_VAL_INT, FIELD(units), 0, 1, POSITIVE, 0},
+	0, FLT_MAX, 0, NULL},
+	[NN_OPTION_UNITS] = {"units", NN_VAL_INT, FIELD(units), 0, 1, POSITIVE, 0, NULL},
 	[NN_OPTION_FILTERS] = {"filters", NN_VAL_INT, FIELD(filters), 0, 1,
-	POSITIVE, 0},
+	POSITIVE, 0, NULL},
 	[NN_OPTION_KERNEL_SIZE] = {"kernel_size", NN_VAL_PAIR, FIELD(kernel), 0, 1,
-	POSITIVE, 0},
+	POSITIVE, 0, NULL},
 	[NN_OPTION_STRIDES] = {"strides", NN_VAL_PAIR, FIELD(strides), 0, 1,
-	POSITIVE, 0},
+	POSITIVE, 0, NULL},
 	[NN_OPTION_PADDING] = {"padding", NN_VAL_PADDING, FIELD(same_padding), 0, 1,
-	0, 1, 0},
+	0, 1, 0, NULL},
 	[NN_OPTION_USE_BIAS] = {"use_bias", NN_VAL_BOOL, FIELD(use_bias), 0, 1,
-	0, 1, 1},
+	0, 1, 1, NULL},
 	[NN_OPTION_SHAPE] = {"shape", NN_VAL_SHAPE, FIELD(shape_rank), 0, 1,
-	POSITIVE, 0},
+	POSITIVE, 0, NULL},
 	[NN_OPTION_RATE] = {"rate", NN_VAL_FLOAT, FIELD(rate), NN_OPTION_MAX_OPEN, 1,
-	0, 1, 0},
+	0, 1, 0, NULL},
 	[NN_OPTION_SCALE] = {"scale", NN_VAL_FLOAT, FIELD(scale), 0, 1,
-	-FLT_MAX, FLT_MAX, 1},
+	-FLT_MAX, FLT_MAX, 1, NULL},
 	[NN_OPTION_OFFSET] = {"offset", NN_VAL_FLOAT, FIELD(offset), 0, 1,
-	-FLT_MAX, FLT_MAX, 0},
+	-FLT_MAX, FLT_MAX, 0, NULL},
 	[NN_OPTION_L1] = {"l1", NN_VAL_FLOAT, FIELD(l1), NN_OPTION_QUIET, 1,
-	0, FLT_MAX, 0},
+	0, FLT_MAX, 0, NULL},
 	[NN_OPTION_L2] = {"l2", NN_VAL_FLOAT, FIELD(l2), NN_OPTION_QUIET, 1,
-	0, FLT_MAX, 0},
+	0, FLT_MAX, 0, NULL},
 	[NN_OPTION_EPSILON] = {"epsilon", NN_VAL_FLOAT, FIELD(epsilon),
-	NN_OPTION_MIN_OPEN, 1, 0, FLT_MAX, 1e-7},
+	NN_OPTION_MIN_OPEN, 1, 0, FLT_MAX, 1e-7, NULL},
 	[NN_OPTION_ADAPTED] = {"adapted", NN_VAL_BOOL, FIELD(adapted),
-	NN_OPTION_INTERNAL, 1, 0, 1, 0},
+	NN_OPTION_INTERNAL, 1, 0, 1, 0, NULL},
 	[NN_OPTION_MOMENTUM] = {"momentum", NN_VAL_FLOAT, FIELD(momentum), 0, 2,
-	0, 1, 0},
+	0, 1, 0, NULL},
 	[NN_OPTION_INPUT_DIM] = {"input_dim", NN_VAL_INT, FIELD(input_dim), 0, 2,
-	POSITIVE, 0},
+	POSITIVE, 0, NULL},
 	[NN_OPTION_OUTPUT_DIM] = {"output_dim", NN_VAL_INT, FIELD(output_dim), 0, 2,
-	POSITIVE, 0},
+	POSITIVE, 0, NULL},
 	[NN_OPTION_RECURRENT_ACTIVATION] = {"recurrent_activation",
 		NN_VAL_ACTIVATION, FIELD(recurrent_activation), 0, 2, 0, NN_ACT_MAX,
-	NN_ACT_LINEAR},
+	NN_ACT_LINEAR, NULL},
 	[NN_OPTION_RETURN_SEQUENCES] = {"return_sequences", NN_VAL_BOOL,
-	FIELD(return_sequences), 0, 2, 0, 1, 0},
+	FIELD(return_sequences), 0, 2, 0, 1, 0, NULL},
+	/* format version 3: the augmentation layers (augment.c) */
+	[NN_OPTION_MODE] = {"mode", NN_VAL_CHOICE, FIELD(mode), 0, 3,
+	0, NN_FLIP_BOTH, NN_FLIP_HORIZONTAL, flip_modes},
+	/* translation takes [-1, 1], zoom (-1, ...): checked by the kinds */
+	[NN_OPTION_HEIGHT_FACTOR] = {"height_factor", NN_VAL_RANGE,
+	FIELD(height_factor), 0, 3, -1, FLT_MAX, 0, NULL},
+	[NN_OPTION_WIDTH_FACTOR] = {"width_factor", NN_VAL_RANGE,
+	FIELD(width_factor), 0, 3, -1, FLT_MAX, 0, NULL},
+	[NN_OPTION_FILL_MODE] = {"fill_mode", NN_VAL_CHOICE, FIELD(fill_mode), 0, 3,
+	0, NN_FILL_NEAREST, NN_FILL_REFLECT, fill_modes},
+	[NN_OPTION_FILL_VALUE] = {"fill_value", NN_VAL_FLOAT, FIELD(fill_value),
+	0, 3, -FLT_MAX, FLT_MAX, 0, NULL},
+	[NN_OPTION_FACTOR] = {"factor", NN_VAL_RANGE, FIELD(factor), 0, 3,
+	-1, 1, 0, NULL},
+	[NN_OPTION_HEIGHT] = {"height", NN_VAL_INT, FIELD(height), 0, 3,
+	POSITIVE, 0, NULL},
+	[NN_OPTION_WIDTH] = {"width", NN_VAL_INT, FIELD(width), 0, 3,
+	POSITIVE, 0, NULL},
+	[NN_OPTION_VALUE_RANGE] = {"value_range", NN_VAL_RANGE, FIELD(value_range),
+	0, 3, -FLT_MAX, FLT_MAX, 0, NULL},
+	[NN_OPTION_STDDEV] = {"stddev", NN_VAL_FLOAT, FIELD(stddev), 0, 3,
+	0, FLT_MAX, 0, NULL},
 };
 
 /* A shape option is the rank followed by the dimensions. */
@@ -89,7 +119,15 @@ extern const nn_layer_type nn_dense_type,
 			nn_global_maxpool_type,
 			nn_simple_rnn_type,
 			nn_lstm_type,
-			nn_gru_type;
+			nn_gru_type,
+			nn_random_flip_type,
+			nn_random_translation_type,
+			nn_random_rotation_type,
+			nn_random_zoom_type,
+			nn_random_crop_type,
+			nn_random_contrast_type,
+			nn_random_brightness_type,
+			nn_gaussian_noise_type;
 
 /* The layer table, by nn_layer_kind. */
 static const nn_layer_type *const kinds[NN_LAYER_KIND_MAX + 1] = {
@@ -110,6 +148,14 @@ static const nn_layer_type *const kinds[NN_LAYER_KIND_MAX + 1] = {
 	[NN_LAYER_SIMPLE_RNN] = &nn_simple_rnn_type,
 	[NN_LAYER_LSTM] = &nn_lstm_type,
 	[NN_LAYER_GRU] = &nn_gru_type,
+	[NN_LAYER_RANDOM_FLIP] = &nn_random_flip_type,
+	[NN_LAYER_RANDOM_TRANSLATION] = &nn_random_translation_type,
+	[NN_LAYER_RANDOM_ROTATION] = &nn_random_rotation_type,
+	[NN_LAYER_RANDOM_ZOOM] = &nn_random_zoom_type,
+	[NN_LAYER_RANDOM_CROP] = &nn_random_crop_type,
+	[NN_LAYER_RANDOM_CONTRAST] = &nn_random_contrast_type,
+	[NN_LAYER_RANDOM_BRIGHTNESS] = &nn_random_brightness_type,
+	[NN_LAYER_GAUSSIAN_NOISE] = &nn_gaussian_noise_type,
 };
 
 /* ---------- lookups ---------- */
@@ -188,11 +234,14 @@ nn_option_get(const nn_layer_spec *spec, const nn_option *opt)
 			return *(bool *) p;
 		case NN_VAL_ACTIVATION:
 			return (int) *(nn_activation *) p;
+		case NN_VAL_RANGE:
+			return *(float *) p;	/* the lower bound */
 		case NN_VAL_PAIR:
 		case NN_VAL_SHAPE:
+		case NN_VAL_CHOICE:
 			break;
 	}
-	return *(int32_t *) p;		/* the first value, or the rank */
+	return *(int32_t *) p;		/* the first value, the rank or the index */
 }
 
 void
@@ -204,7 +253,18 @@ nn_option_set(nn_layer_spec *spec, const nn_option *opt, double v)
 	{
 		case NN_VAL_INT:
 		case NN_VAL_SHAPE:		/* the rank */
+		case NN_VAL_CHOICE:
 			*(int32_t *) p = (int32_t) v;
+			break;
+		case NN_VAL_RANGE:
+			if (isnan(v))
+				((float *) p)[0] = ((float *) p)[1] = NAN;
+			else
+			{
+				/* [-v, v], and [0, 0] rather than [-0, 0] */
+				((float *) p)[0] = v == 0 ? 0.0f : (float) -v;
+				((float *) p)[1] = (float) v;
+			}
 			break;
 		case NN_VAL_FLOAT:
 			*(float *) p = (float) v;
@@ -230,6 +290,37 @@ nn_option_ints(nn_layer_spec *spec, const nn_option *opt)
 	return opt->type == NN_VAL_SHAPE ? p + 1 : p;
 }
 
+float *
+nn_option_floats(nn_layer_spec *spec, const nn_option *opt)
+{
+	return field(spec, opt);
+}
+
+bool
+nn_option_absent(const nn_layer_spec *spec, const nn_option *opt)
+{
+	const float *f = field(spec, opt);
+
+	return opt->type == NN_VAL_RANGE && isnan(f[0]) && isnan(f[1]);
+}
+
+const char *
+nn_option_choice_name(const nn_option *opt, int32_t v)
+{
+	if (opt->type != NN_VAL_CHOICE || v < opt->min || v > opt->max)
+		return NULL;
+	return opt->names[v];
+}
+
+int32_t
+nn_option_choice_index(const nn_option *opt, const char *name)
+{
+	for (int32_t i = 0; name && opt->type == NN_VAL_CHOICE && opt->names[i]; i++)
+		if (strcmp(opt->names[i], name) == 0)
+			return i;
+	return -1;
+}
+
 bool
 nn_option_in_range(const nn_option *opt, double v)
 {
@@ -240,7 +331,8 @@ nn_option_in_range(const nn_option *opt, double v)
 	if (opt->flags & NN_OPTION_MAX_OPEN ? v >= opt->max : v > opt->max)
 		return false;
 	return opt->type != NN_VAL_INT && opt->type != NN_VAL_PAIR &&
-		opt->type != NN_VAL_SHAPE ? true : v == floor(v);
+		opt->type != NN_VAL_SHAPE && opt->type != NN_VAL_CHOICE ? true :
+		v == floor(v);
 }
 
 /* "a number in [0, 1)" and the like, from a float option's range. */
@@ -259,6 +351,44 @@ describe_float(char *buf, size_t len, const nn_option *opt)
 				 opt->flags & NN_OPTION_MAX_OPEN ? ')' : ']');
 	else
 		snprintf(buf, len, "a finite number");
+}
+
+/* "\"a\", \"b\" or \"c\"": the names of a choice. */
+static void
+describe_choice(char *buf, size_t len, const nn_option *opt)
+{
+	size_t		used = 0;
+
+	buf[0] = '\0';
+	for (int32_t i = 0; opt->names[i] && used < len; i++)
+		used += (size_t) snprintf(buf + used, len - used, "%s\"%s\"",
+								  i == 0 ? "" : opt->names[i + 1] ? ", " : " or ",
+								  opt->names[i]);
+}
+
+/*
+ * "a number in [0, 1] or an array [lower, upper] of numbers in [-1, 1],
+ * lower <= upper": a single number f stands for [-f, f].
+ */
+static void
+describe_range(char *buf, size_t len, const nn_option *opt)
+{
+	double		f = fmin(-opt->min, opt->max);
+	char		one[48],
+				each[48];
+
+	if (f >= FLT_MAX)
+		snprintf(one, sizeof(one), "a non-negative number");
+	else
+		snprintf(one, sizeof(one), "a number in [0, %g]", f);
+	if (opt->min <= -FLT_MAX && opt->max >= FLT_MAX)
+		snprintf(each, sizeof(each), "finite numbers");
+	else if (opt->max >= FLT_MAX)
+		snprintf(each, sizeof(each), "numbers >= %g", opt->min);
+	else
+		snprintf(each, sizeof(each), "numbers in [%g, %g]", opt->min, opt->max);
+	snprintf(buf, len, "%s or an array [lower, upper] of %s, lower <= upper",
+			 one, each);
 }
 
 void
@@ -292,6 +422,12 @@ nn_option_describe(char *buf, size_t len, const nn_option *opt)
 			break;
 		case NN_VAL_PADDING:
 			snprintf(buf, len, "\"valid\" or \"same\"");
+			break;
+		case NN_VAL_CHOICE:
+			describe_choice(buf, len, opt);
+			break;
+		case NN_VAL_RANGE:
+			describe_range(buf, len, opt);
 			break;
 	}
 }
@@ -336,6 +472,12 @@ nn_option_is_unset(const nn_layer_spec *spec, const nn_option *opt)
 			return nn_option_get(spec, opt) == opt->unset;
 		case NN_VAL_FLOAT:
 			return (float) nn_option_get(spec, opt) == (float) opt->unset;
+		case NN_VAL_RANGE:
+			{
+				const float *f = nn_option_floats((nn_layer_spec *) spec, opt);
+
+				return f[0] == (float) opt->unset && f[1] == (float) opt->unset;
+			}
 		default:
 			return nn_option_get(spec, opt) == opt->unset;
 	}
@@ -349,7 +491,7 @@ check_value(const nn_layer *l, const nn_kind_option *ko, nn_error *err)
 	const char *name = nn_kind_option_name(ko);
 	int32_t    *v = nn_option_ints((nn_layer_spec *) &l->spec, o);
 	double		x = nn_option_get(&l->spec, o);
-	char		what[96];
+	char		what[160];
 
 	nn_option_describe(what, sizeof(what), o);
 	switch (o->type)
@@ -373,6 +515,19 @@ check_value(const nn_layer *l, const nn_kind_option *ko, nn_error *err)
 			if (!nn_option_in_range(o, x))
 				return NN_LAYER_FAIL(l, err, "unrecognized %s %d", name, (int) x);
 			return NN_OK;
+		case NN_VAL_RANGE:
+			{
+				const float *f = nn_option_floats((nn_layer_spec *) &l->spec, o);
+
+				/* absent: only where the kind has no default */
+				if (nn_option_absent(&l->spec, o) && isnan(ko->def))
+					return NN_OK;
+				if (!nn_option_in_range(o, f[0]) ||
+					!nn_option_in_range(o, f[1]) || f[0] > f[1])
+					return NN_LAYER_FAIL(l, err, "\"%s\" must be %s, not [%g, %g]",
+										 name, what, f[0], f[1]);
+				return NN_OK;
+			}
 		default:
 			if (!nn_option_in_range(o, x))
 				return NN_LAYER_FAIL(l, err, "\"%s\" must be %s, not %g",

@@ -100,10 +100,19 @@ typedef enum nn_layer_kind
 	NN_LAYER_GLOBAL_MAXPOOL,
 	NN_LAYER_SIMPLE_RNN,
 	NN_LAYER_LSTM,
-	NN_LAYER_GRU
+	NN_LAYER_GRU,
+	/* format version 3: Keras's image augmentation layers (augment.c) */
+	NN_LAYER_RANDOM_FLIP,
+	NN_LAYER_RANDOM_TRANSLATION,
+	NN_LAYER_RANDOM_ROTATION,
+	NN_LAYER_RANDOM_ZOOM,
+	NN_LAYER_RANDOM_CROP,
+	NN_LAYER_RANDOM_CONTRAST,
+	NN_LAYER_RANDOM_BRIGHTNESS,
+	NN_LAYER_GAUSSIAN_NOISE
 } nn_layer_kind;
 
-#define NN_LAYER_KIND_MAX NN_LAYER_GRU
+#define NN_LAYER_KIND_MAX NN_LAYER_GAUSSIAN_NOISE
 /* Kinds up to this one are representable in model format version 1. */
 #define NN_LAYER_KIND_MAX_V1 NN_LAYER_NORMALIZE
 
@@ -119,6 +128,23 @@ typedef enum nn_activation
 } nn_activation;
 
 #define NN_ACT_MAX NN_ACT_SOFTMAX
+
+/* random_flip's "mode" (the names of the option row, in this order) */
+typedef enum nn_flip_mode
+{
+	NN_FLIP_HORIZONTAL = 0,		/* mirror the width axis */
+	NN_FLIP_VERTICAL,			/* mirror the height axis */
+	NN_FLIP_BOTH				/* "horizontal_and_vertical": each on its own */
+} nn_flip_mode;
+
+/* "fill_mode" of the warps: what is read outside the image */
+typedef enum nn_fill_mode
+{
+	NN_FILL_REFLECT = 0,		/* d c b a | a b c d | d c b a */
+	NN_FILL_WRAP,				/* a b c d | a b c d | a b c d */
+	NN_FILL_CONSTANT,			/* k k k k | a b c d | k k k k, k = fill_value */
+	NN_FILL_NEAREST				/* a a a a | a b c d | d d d d */
+} nn_fill_mode;
 
 /*
  * One layer as the user specified it.  Fields a kind does not use are zero.
@@ -152,6 +178,23 @@ typedef struct nn_layer_spec
 	bool		return_sequences;	/* rnn layers: (T, units) rather than (units) */
 	bool		adapted;		/* normalize: statistics adapted (set by the
 								 * core, kept in model bytes) */
+	/* augmentation layers (format version 3); ranges are [lower, upper] */
+	int32_t		mode;			/* random_flip: nn_flip_mode */
+	float		height_factor[2];	/* random_translation (fractions of the
+									 * height), random_zoom (zoom - 1) */
+	float		width_factor[2];	/* the same for the width; random_zoom:
+									 * NaN, NaN when absent (one draw for
+									 * both axes) */
+	int32_t		fill_mode;		/* translation, rotation, zoom: nn_fill_mode */
+	float		fill_value;		/* read outside the image when "constant" */
+	float		factor[2];		/* random_rotation (turns), random_contrast
+								 * (multiplier - 1), random_brightness
+								 * (fractions of the value range) */
+	int32_t		height;			/* random_crop: window size */
+	int32_t		width;
+	float		value_range[2]; /* random_brightness: [low, high], default
+								 * [0, 1] */
+	float		stddev;			/* gaussian_noise */
 } nn_layer_spec;
 
 typedef struct nn_model_spec
@@ -191,7 +234,14 @@ typedef enum nn_value_type
 								 * [h, w] */
 	NN_VAL_SHAPE,				/* int32_t rank then int32_t[NN_MAX_RANK]
 								 * dimensions in [min, max] */
-	NN_VAL_PADDING				/* bool: JSON "same" (true) or "valid" */
+	NN_VAL_PADDING,				/* bool: JSON "same" (true) or "valid" */
+	/* format version 3 */
+	NN_VAL_CHOICE,				/* int32_t index into the row's names (min 0,
+								 * max the last index); JSON: the name */
+	NN_VAL_RANGE				/* float[2] lower <= upper, each in [min,
+								 * max]; JSON: f (for [-f, f]) or [lower,
+								 * upper]; NaN, NaN is "absent", allowed
+								 * only where the kind's default is NaN */
 } nn_value_type;
 
 #define NN_OPTION_MIN_OPEN	0x01	/* the range excludes min */
@@ -211,13 +261,17 @@ typedef struct nn_option
 	double		min;
 	double		max;
 	double		unset;			/* its value in a kind that does not take it */
+	const char *const *names;	/* NN_VAL_CHOICE: the names, NULL-ended */
 } nn_option;
 
 /* An option as a kind takes it. */
 typedef struct nn_kind_option
 {
 	const nn_option *option;
-	double		def;			/* default (both values of a pair) */
+	double		def;			/* default (both values of a pair; a range
+								 * [-def, def]; NaN: a range absent unless
+								 * given, which the kind's resolve may
+								 * derive) */
 	bool		required;		/* must be given in JSON */
 	const char *name;			/* JSON name when not the row's, or NULL */
 } nn_kind_option;
@@ -228,13 +282,24 @@ const nn_kind_option *nn_layer_kind_options(nn_layer_kind kind, int32_t *n);
 /* The JSON name under which a kind takes an option. */
 const char *nn_kind_option_name(const nn_kind_option *ko);
 
-/* A scalar option's value (int, float, bool, activation, padding). */
+/* A scalar option's value (int, float, bool, activation, padding,
+ * choice); a range's lower bound. */
 double		nn_option_get(const nn_layer_spec *spec, const nn_option *opt);
-/* Set a scalar option, or both values of a pair. */
+/* Set a scalar option, or both values of a pair, or a range to [-v, v]
+ * (NaN: absent). */
 void		nn_option_set(nn_layer_spec *spec, const nn_option *opt, double v);
 /* The int32_t values of a pair, or the dimensions of a shape. */
 int32_t    *nn_option_ints(nn_layer_spec *spec, const nn_option *opt);
-/* Is v (a number, a pair element or a dimension) in the option's range? */
+/* The two floats of a range option: [lower, upper]. */
+float	   *nn_option_floats(nn_layer_spec *spec, const nn_option *opt);
+/* Is a range option absent (NaN, NaN: not given, no default)? */
+bool		nn_option_absent(const nn_layer_spec *spec, const nn_option *opt);
+/* A choice's name by index (NULL when out of range), or its index by name
+ * (-1 when not one of the names). */
+const char *nn_option_choice_name(const nn_option *opt, int32_t v);
+int32_t		nn_option_choice_index(const nn_option *opt, const char *name);
+/* Is v (a number, a pair element, a dimension, a choice index or a bound
+ * of a range) in the option's range? */
 bool		nn_option_in_range(const nn_option *opt, double v);
 /* "a positive integer", "a number in [0, 1)", ...: what a value must be. */
 void		nn_option_describe(char *buf, size_t len, const nn_option *opt);

@@ -6,7 +6,7 @@
  *   spec     u32 input rank, 3 x i32 input shape, u32 layer count,
  *            per layer a record: u32 kind, then the option rows of the
  *            layer table (layer.c) that the format version has, in order
- *            (88 bytes, 108 in version 2)
+ *            (88 bytes, 108 in version 2, 164 in version 3)
  *   tensors  u32 count; per tensor u32 layer, u32 role, u32 rank,
  *            4 x u32 dims, then its float32 values
  *   optimizer (flag bit 0) settings, loss, step, lr scale, class weights,
@@ -28,12 +28,17 @@
 /*
  * Version 1: the layers up to normalize.  Version 2 adds the batchnorm,
  * embedding, global pool and recurrent layers, their options and the
- * recurrent-kernel tensor role.  Kinds and options carry the version that
- * added them; a model is written in the lowest version that holds it (so
- * version 1 models keep their bytes), and the loader insists on that
- * version (canonical form).
+ * recurrent-kernel tensor role.  Version 3 adds the augmentation layers
+ * (augment.c) and their options, among them two value types: a choice
+ * (one u32, the index of its name) and a range (two f32, lower then
+ * upper; an absent range is two quiet NaNs, 0x7FC00000).  Kinds and
+ * options carry the version that added them; a model is written in the
+ * lowest version that holds it (so version 1 and 2 models keep their
+ * bytes), and the loader insists on that version (canonical form).
  */
-#define NN_FORMAT_VERSION 2
+#define NN_FORMAT_VERSION 3
+/* The one NaN bit pattern of an absent range. */
+#define CANONICAL_NAN	0x7FC00000u
 #define FLAG_OPTIMIZER	1u
 #define HEADER_BYTES	24
 #define TENSOR_HEAD		(7 * 4)
@@ -52,8 +57,8 @@ enum tensor_role
 static size_t
 option_fields(const nn_option *o)
 {
-	return o->type == NN_VAL_PAIR ? 2 : o->type == NN_VAL_SHAPE ?
-		1 + NN_MAX_RANK : 1;
+	return o->type == NN_VAL_PAIR || o->type == NN_VAL_RANGE ? 2 :
+		o->type == NN_VAL_SHAPE ? 1 + NN_MAX_RANK : 1;
 }
 
 /* Bytes of one layer record in a format version: the kind, then the rows. */
@@ -257,6 +262,15 @@ put_option(writer *w, const nn_layer *l, const nn_option *o)
 			break;
 		case NN_VAL_FLOAT:
 			put_f32(w, (float) (own ? nn_option_get(s, o) : o->unset));
+			break;
+		case NN_VAL_RANGE:
+			for (int i = 0; i < 2; i++)
+			{
+				if (own && nn_option_absent(s, o))
+					put_u32(w, CANONICAL_NAN);
+				else
+					put_f32(w, own ? nn_option_floats(s, o)[i] : (float) o->unset);
+			}
 			break;
 		default:
 			put_u32(w, (uint32_t) (int32_t) (own ? nn_option_get(s, o) :
@@ -479,6 +493,10 @@ get_option(reader *r, nn_layer_spec *s, const nn_option *o)
 			return true;
 		case NN_VAL_FLOAT:
 			nn_option_set(s, o, get_f32(r));
+			return true;
+		case NN_VAL_RANGE:
+			for (int i = 0; i < 2; i++)
+				nn_option_floats(s, o)[i] = get_f32(r);
 			return true;
 		case NN_VAL_BOOL:
 		case NN_VAL_PADDING:

@@ -170,6 +170,45 @@ json_float(const nn_option *o, JsonbValue *v, double *out)
 	return true;
 }
 
+/*
+ * A range: a number f >= 0 for [-f, f], or an array [lower, upper]; each
+ * bound in the option's range as a float, lower <= upper.
+ */
+static bool
+json_range(const nn_option *o, JsonbValue *v, float out[2])
+{
+	double		d[2];
+
+	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+	{
+		JsonbContainer *arr = v->val.binary.data;
+
+		if (JsonContainerSize(arr) != 2)
+			return false;
+		for (int i = 0; i < 2; i++)
+		{
+			JsonbValue *e = getIthJsonbValueFromContainer(arr, i);
+
+			if (e == NULL || !json_float(o, e, &d[i]))
+				return false;
+		}
+	}
+	else
+	{
+		if (!json_float(o, v, &d[1]) || d[1] < 0)
+			return false;
+		d[0] = -d[1];
+		if (!nn_option_in_range(o, (float) d[0]))
+			return false;
+	}
+	if ((float) d[0] > (float) d[1])
+		return false;
+	/* [0, 0] rather than [-0, 0] */
+	out[0] = d[0] == 0 ? 0.0f : (float) d[0];
+	out[1] = d[1] == 0 ? 0.0f : (float) d[1];
+	return true;
+}
+
 /* A string value as a C string; error otherwise. */
 static char *
 json_string(const layer_ctx *lc, const char *opt, JsonbValue *v)
@@ -200,7 +239,7 @@ static void
 apply_option(const layer_ctx *lc, nn_layer_spec *ls, const nn_option *o,
 			 const char *key, JsonbValue *v)
 {
-	char		what[96];
+	char		what[160];
 	int32		x;
 	double		d;
 	bool		ok = true;
@@ -237,6 +276,17 @@ apply_option(const layer_ctx *lc, nn_layer_spec *ls, const nn_option *o,
 				nn_option_set(ls, o, strcmp(s, "same") == 0);
 				break;
 			}
+		case NN_VAL_CHOICE:
+			{
+				int32		i = nn_option_choice_index(o, json_string(lc, key, v));
+
+				if ((ok = i >= 0))
+					nn_option_set(ls, o, i);
+				break;
+			}
+		case NN_VAL_RANGE:
+			ok = json_range(o, v, nn_option_floats(ls, o));
+			break;
 	}
 	if (!ok)
 		bad_option(lc, key, what);
@@ -491,6 +541,26 @@ append_option(StringInfo buf, const nn_layer_spec *ls, const nn_option *o)
 		case NN_VAL_PADDING:
 			appendStringInfoString(buf, x != 0 ? "\"same\"" : "\"valid\"");
 			break;
+		case NN_VAL_CHOICE:
+			{
+				const char *name = nn_option_choice_name(o, (int32) x);
+
+				if (name == NULL)
+					elog(ERROR, "unrecognized \"%s\" value: %d", o->name, (int32) x);
+				escape_json(buf, name);
+				break;
+			}
+		case NN_VAL_RANGE:
+			{
+				const float *f = nn_option_floats((nn_layer_spec *) ls, o);
+
+				appendStringInfoChar(buf, '[');
+				append_float(buf, f[0]);
+				appendStringInfoString(buf, ", ");
+				append_float(buf, f[1]);
+				appendStringInfoChar(buf, ']');
+				break;
+			}
 	}
 }
 
@@ -511,6 +581,7 @@ append_layer(StringInfo buf, const nn_layer_spec *ls)
 		const nn_option *o = opts[i].option;
 
 		if (!user_option(&opts[i]) || !nn_option_applies(ls, o) ||
+			nn_option_absent(ls, o) ||
 			((o->flags & NN_OPTION_QUIET) && nn_option_get(ls, o) == opts[i].def))
 			continue;
 		appendStringInfoString(buf, ", ");

@@ -19,8 +19,9 @@ In one invocation it
      psycopg2); with --repeat N this is done N times, interleaved (nnpg A,
      torch A, nnpg B, torch B, ...; the order of the two sides flips every
      round) and medians with [min-max] ranges are reported;
-  2. trains the seed CNN again on the real[] layout, and once more on bytea
-     with nnpg.data_cache_mb below the data size (streaming);
+  2. trains the seed CNN again on the real[] layout, once more on bytea
+     with nnpg.data_cache_mb below the data size (streaming), and with
+     three augmentation layers in front of it;
   3. measures inference (nn_predict_batch, per-row nn_classify, PyTorch at
      batch 1000) and the cost of reading the table into training buffers
      against a plain scan;
@@ -75,6 +76,12 @@ WIDE_LAYERS = [
     {"type": "dense", "units": 512, "activation": "relu"},
     {"type": "dense", "units": 512, "activation": "relu"},
     {"type": "dense", "units": 10, "activation": "softmax"},
+]
+# In front of the seed CNN (after its reshape) for the augmentation variant.
+AUGMENT_LAYERS = [
+    {"type": "random_flip"},
+    {"type": "random_translation", "height_factor": 0.1, "width_factor": 0.1},
+    {"type": "random_rotation", "factor": 0.05},
 ]
 TINY_LAYERS = [{"type": "dense", "units": 10, "activation": "softmax"}]
 
@@ -796,6 +803,16 @@ def main():
                stream_cache_mb, data_mb, res["test_accuracy"],
                res["vmhwm_mb"] or -1, res["cpu"]["other_cores"]))
 
+        settle()
+        res = db.fit("bench_cnn_aug", [RESCALE] + CNN_LAYERS[:1] + AUGMENT_LAYERS
+                     + CNN_LAYERS[1:], train_q, 64, args.epochs, test_q)
+        extras["cnn_aug"] = res
+        log("nnpg cnn augment %6.1f s (epochs %s s) test acc %.4f, others' "
+            "load %.2f cores"
+            % (res["wall_s"], " ".join("%.1f" % e["seconds"]
+                                       for e in res["epochs"]),
+               res["test_accuracy"], res["cpu"]["other_cores"]))
+
     # ---- 3. inference ---------------------------------------------------
     # Each statement once to warm up (model cache, table in shared buffers),
     # then the median of three timed runs, on a fresh connection.
@@ -1066,6 +1083,15 @@ def main():
                 target="< %d" % MEM_STREAM_MB,
                 ok=x["vmhwm_mb"] is not None and
                 x["vmhwm_mb"] < MEM_STREAM_MB, digits=0)
+        x = extras["cnn_aug"]
+        aug_ratio = (median([e["seconds"] for e in x["epochs"]]) /
+                     median([e["seconds"] for e in ref["epochs"]]))
+        rep.add("with random_flip + random_translation 0.1 + random_rotation "
+                "0.05: median epoch s",
+                median([e["seconds"] for e in x["epochs"]]), None, aug_ratio,
+                target="ratio <= 1.15", ok=aug_ratio <= 1.15)
+        rep.add("with augmentation: test accuracy", x["test_accuracy"],
+                digits=4)
 
     rep.section("inference over the %d test rows, samples/s (a warm-up, then "
                 "the median of 3 quiet runs: nnpg one statement, PyTorch one "

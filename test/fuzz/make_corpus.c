@@ -195,6 +195,49 @@ models(void)
 	reg[0].l1 = 0.01f;
 	model_file("regression_momentum.bin", reg, 1, 1, 3, 0, 0, NN_OPT_MOMENTUM,
 			   NN_LOSS_HUBER, true);
+
+	/* format version 3: every augmentation kind in front of a small CNN */
+	{
+		nn_layer_spec aug[11];
+
+		aug[0] = layer(NN_LAYER_RANDOM_FLIP);
+		aug[0].mode = NN_FLIP_BOTH;
+		aug[1] = layer(NN_LAYER_RANDOM_TRANSLATION);
+		aug[1].height_factor[0] = -0.2f;
+		aug[1].height_factor[1] = 0.2f;
+		aug[1].width_factor[0] = -0.1f;
+		aug[1].width_factor[1] = 0.3f;
+		aug[1].fill_mode = NN_FILL_CONSTANT;
+		aug[1].fill_value = 0.5f;
+		aug[2] = layer(NN_LAYER_RANDOM_ROTATION);
+		aug[2].factor[0] = -0.1f;
+		aug[2].factor[1] = 0.1f;
+		aug[2].fill_mode = NN_FILL_WRAP;
+		aug[3] = layer(NN_LAYER_RANDOM_ZOOM);	/* width absent */
+		aug[3].height_factor[0] = -0.2f;
+		aug[3].height_factor[1] = 0.3f;
+		aug[4] = layer(NN_LAYER_RANDOM_CROP);
+		aug[4].height = 5;
+		aug[4].width = 4;
+		aug[5] = layer(NN_LAYER_RANDOM_CONTRAST);
+		aug[5].factor[0] = -0.3f;
+		aug[5].factor[1] = 0.3f;
+		aug[6] = layer(NN_LAYER_RANDOM_BRIGHTNESS);	/* value_range [0, 1] */
+		aug[6].factor[0] = -0.1f;
+		aug[6].factor[1] = 0.2f;
+		aug[7] = layer(NN_LAYER_GAUSSIAN_NOISE);
+		aug[7].stddev = 0.05f;
+		aug[8] = layer(NN_LAYER_CONV2D);
+		aug[8].filters = 2;
+		aug[8].kernel[0] = aug[8].kernel[1] = 2;
+		aug[8].activation = NN_ACT_RELU;
+		aug[9] = layer(NN_LAYER_FLATTEN);
+		aug[10] = layer(NN_LAYER_DENSE);
+		aug[10].units = 2;
+		aug[10].activation = NN_ACT_SOFTMAX;
+		model_file("augment_adam.bin", aug, 11, 3, 6, 5, 2, NN_OPT_ADAM,
+				   NN_LOSS_SPARSE_CATEGORICAL_CE, true);
+	}
 }
 
 /* ---------- spec corpus (spec_bytes.h encoding) ---------- */
@@ -222,14 +265,16 @@ typedef struct sl
 				l1,
 				l2,
 				eps;
+	uint8_t		ext[SB_EXT];	/* augmentation options, raw (spec_bytes.h) */
 } sl;
 
 static void
 spec_file(const char *name, int rank, int d0, int d1, int d2, int loss, int opt,
 		  const sl *l, int n)
 {
-	uint8_t		b[SB_HEADER + SB_MAX_LAYERS * SB_LAYER];
+	uint8_t		b[SB_HEADER + SB_MAX_LAYERS * (SB_LAYER + SB_EXT)];
 	size_t		len = SB_HEADER + (size_t) n * SB_LAYER;
+	bool		ext = false;
 
 	memset(b, 0, sizeof(b));
 	b[0] = (uint8_t) (n - 1);
@@ -263,7 +308,21 @@ spec_file(const char *name, int rank, int d0, int d1, int d2, int loss, int opt,
 		d[16] = sb_real_byte(l[i].alpha);
 		d[17] = sb_real_byte(l[i].l1);
 		d[18] = sb_real_byte(l[i].l2);
-		d[19] = sb_real_byte(l[i].eps != 0 ? l[i].eps : 0.01f);
+		/* 100 stands for 1e-7, epsilon's unset value (spec_bytes.h) */
+		d[19] = l[i].eps != 0 ? sb_real_byte(l[i].eps) :
+			l[i].kind == NN_LAYER_NORMALIZE || l[i].kind == NN_LAYER_BATCHNORM ?
+			sb_real_byte(0.01f) : 100;
+		d[20] = sb_real_byte(0);	/* momentum unset */
+		d[23] = 1;				/* recurrent activation linear, unset */
+		for (int j = 0; j < SB_EXT; j++)
+			ext |= l[i].ext[j] != 0;
+	}
+	/* the augmentation options only when a layer has some */
+	if (ext)
+	{
+		for (int i = 0; i < n; i++)
+			memcpy(b + len + (size_t) i * SB_EXT, l[i].ext, SB_EXT);
+		len += (size_t) n * SB_EXT;
 	}
 	/* the encoding must decode to a valid spec */
 	{
@@ -276,7 +335,13 @@ spec_file(const char *name, int rank, int d0, int d1, int d2, int loss, int opt,
 	write_file("fuzz_spec", name, b, len);
 }
 
-/* scale and epsilon 0 stand for 1 and 0.01 (see spec_file) */
+/*
+ * scale 0 stands for 1, epsilon 0 for 0.01 (normalize) or unset (see
+ * spec_file); .ext bytes as spec_bytes.h: [0] mode | fill_mode << 2,
+ * [1..4] height_factor, width_factor, factor, value_range (odd b: [-v, v],
+ * even: [v - 0.5, v], v = (b - 100) / 100), [5] fill_value, [6] stddev,
+ * [7] height, [8] width.
+ */
 #define L(...) ((sl) {__VA_ARGS__})
 
 static void
@@ -313,6 +378,36 @@ specs(void)
 	spec_file("cnn.bin", 3, 8, 8, 1, NN_LOSS_BINARY_CE, NN_OPT_MOMENTUM, cnn, 6);
 	spec_file("normalize_reshape.bin", 1, 12, 0, 0, NN_LOSS_MSE, NN_OPT_ADAGRAD,
 			  misc, 7);
+
+	{
+		/* (8, 8, 2): flip, translation, rotation, zoom, crop (6, 5) */
+		sl			aug[] = {
+			L(.kind = NN_LAYER_RANDOM_FLIP, .ext = {NN_FLIP_BOTH}),
+			L(.kind = NN_LAYER_RANDOM_TRANSLATION,
+			  .ext = {NN_FILL_CONSTANT << 2, 121, 111, 0, 0, 150}),
+			L(.kind = NN_LAYER_RANDOM_ROTATION, .ext = {NN_FILL_WRAP << 2, 0, 0, 105}),
+			L(.kind = NN_LAYER_RANDOM_ZOOM, .ext = {NN_FILL_NEAREST << 2, 121}),
+			L(.kind = NN_LAYER_RANDOM_CROP, .ext = {0, 0, 0, 0, 0, 0, 0, 6, 5}),
+			L(.kind = NN_LAYER_FLATTEN),
+			L(.kind = NN_LAYER_DENSE, .act = NN_ACT_RELU, .units = 4),
+			L(.kind = NN_LAYER_DENSE, .act = NN_ACT_LINEAR, .units = 1),
+		};
+		/* (6, 6, 3): contrast, brightness, noise, zoom with a width, conv2d */
+		sl			aug2[] = {
+			L(.kind = NN_LAYER_RANDOM_CONTRAST, .ext = {0, 0, 0, 131}),
+			L(.kind = NN_LAYER_RANDOM_BRIGHTNESS, .ext = {0, 0, 0, 110}),
+			L(.kind = NN_LAYER_GAUSSIAN_NOISE, .ext = {0, 0, 0, 0, 0, 0, 110}),
+			L(.kind = NN_LAYER_RANDOM_ZOOM, .ext = {NN_FILL_WRAP << 2, 120, 131}),
+			L(.kind = NN_LAYER_CONV2D, .act = NN_ACT_RELU, .filters = 2, .kh = 3,
+			  .kw = 3, .sh = 1, .sw = 1),
+			L(.kind = NN_LAYER_FLATTEN),
+			L(.kind = NN_LAYER_DENSE, .act = NN_ACT_SOFTMAX, .units = 3),
+		};
+
+		spec_file("augment.bin", 3, 8, 8, 2, NN_LOSS_MSE, NN_OPT_ADAM, aug, 8);
+		spec_file("augment_cnn.bin", 3, 6, 6, 3, NN_LOSS_SPARSE_CATEGORICAL_CE,
+				  NN_OPT_RMSPROP, aug2, 7);
+	}
 }
 
 int

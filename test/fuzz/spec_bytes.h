@@ -22,9 +22,21 @@
  *     [9] reshape rank: b % 5
  *     [10..12] reshape dims                (sb_count)
  *     [13] rate  [14] scale  [15] offset  [16] alpha
- *     [17] l1  [18] l2  [19] epsilon       (sb_real)
+ *     [17] l1  [18] l2  [19] epsilon       (sb_real; 100, i.e. 0, stands
+ *                                           for 1e-7, its unset value)
  *     [20] momentum (sb_real)  [21] input_dim [22] output_dim (sb_count)
  *     [23] bits 0-3 recurrent activation: b % 9 - 1, bit 4 return_sequences
+ *   then, optionally, the augmentation options (format version 3) of each
+ *   layer in turn (9 bytes a layer; bytes past the input read as 0), where
+ *   a byte 0 keeps what nn_layer_spec_init gave (so inputs without them
+ *   decode as before):
+ *     [0] bits 0-1 mode: b % 4 (3 invalid), bits 2-4 fill_mode:
+ *         (b >> 2) % 6 (4 and 5 invalid)
+ *     [1] height_factor [2] width_factor [3] factor [4] value_range
+ *         (sb_range: odd b gives [-v, v], even [v - 0.5, v], v = sb_real(b);
+ *         252, NaN, gives the absent range)
+ *     [5] fill_value [6] stddev            (sb_real)
+ *     [7] height [8] width                 (sb_count)
  */
 #ifndef SPEC_BYTES_H
 #define SPEC_BYTES_H
@@ -37,6 +49,7 @@
 
 #define SB_HEADER 8
 #define SB_LAYER 24
+#define SB_EXT 9
 #define SB_MAX_LAYERS 8
 
 /* Sizes: b % 40 mostly; 250..255 are extremes. */
@@ -86,6 +99,16 @@ sb_real(uint8_t b)
 		default:
 			return (float) ((int) b - 100) / 100.0f;
 	}
+}
+
+/* A range from a byte: odd [-v, v], even [v - 0.5, v], v = sb_real(b). */
+static inline void
+sb_range(float *r, uint8_t b)
+{
+	float		v = sb_real(b);
+
+	r[0] = b & 1 ? -v : v - 0.5f;
+	r[1] = v;
 }
 
 /* Inverse of sb_real for the corpus: r in [-1, 1.5] to its byte. */
@@ -154,12 +177,46 @@ sb_decode(sb_spec *out, const uint8_t *d, size_t n)
 		s->alpha = sb_real(d[16]);
 		s->l1 = sb_real(d[17]);
 		s->l2 = sb_real(d[18]);
-		s->epsilon = sb_real(d[19]);
+		s->epsilon = d[19] == 100 ? 1e-7f : sb_real(d[19]);
 		s->momentum = sb_real(d[20]);
 		s->input_dim = sb_count(d[21]);
 		s->output_dim = sb_count(d[22]);
 		s->recurrent_activation = (nn_activation) ((int) ((d[23] & 15) % 9) - 1);
 		s->return_sequences = (d[23] & 16) != 0;
+	}
+	/* the augmentation options, when the input goes on */
+	for (int i = 0; i < nl; i++)
+	{
+		nn_layer_spec *s = &out->layers[i];
+		uint8_t		e[SB_EXT];
+
+		for (int j = 0; j < SB_EXT; j++)
+		{
+			size_t		at = (size_t) i * SB_EXT + j;
+
+			e[j] = at < n - (size_t) nl * SB_LAYER ? d[at] : 0;
+		}
+		if (e[0])
+		{
+			s->mode = e[0] % 4;
+			s->fill_mode = (e[0] >> 2) % 6;
+		}
+		if (e[1])
+			sb_range(s->height_factor, e[1]);
+		if (e[2])
+			sb_range(s->width_factor, e[2]);
+		if (e[3])
+			sb_range(s->factor, e[3]);
+		if (e[4])
+			sb_range(s->value_range, e[4]);
+		if (e[5])
+			s->fill_value = sb_real(e[5]);
+		if (e[6])
+			s->stddev = sb_real(e[6]);
+		if (e[7])
+			s->height = sb_count(e[7]);
+		if (e[8])
+			s->width = sb_count(e[8]);
 	}
 	out->spec.n_layers = nl;
 	out->spec.layers = out->layers;

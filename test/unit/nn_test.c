@@ -258,6 +258,116 @@ nt_reshape2(int32_t a, int32_t b)
 	return s;
 }
 
+/* ---------- augmentation layers ---------- */
+
+static void
+set_range(float *r, float lo, float hi)
+{
+	r[0] = lo;
+	r[1] = hi;
+}
+
+/* random_flip in a mode. */
+nn_layer_spec
+nt_random_flip(nn_flip_mode mode)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_FLIP);
+	s.mode = mode;
+	return s;
+}
+
+/* random_translation by [hlo, hhi] heights and [wlo, whi] widths. */
+nn_layer_spec
+nt_random_translation(float hlo, float hhi, float wlo, float whi,
+					  nn_fill_mode fill, float fill_value)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_TRANSLATION);
+	set_range(s.height_factor, hlo, hhi);
+	set_range(s.width_factor, wlo, whi);
+	s.fill_mode = fill;
+	s.fill_value = fill_value;
+	return s;
+}
+
+/* random_rotation by [lo, hi] turns. */
+nn_layer_spec
+nt_random_rotation(float lo, float hi, nn_fill_mode fill, float fill_value)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_ROTATION);
+	set_range(s.factor, lo, hi);
+	s.fill_mode = fill;
+	s.fill_value = fill_value;
+	return s;
+}
+
+/* random_zoom by 1 + [hlo, hhi] (and 1 + [wlo, whi], or NAN: the same). */
+nn_layer_spec
+nt_random_zoom(float hlo, float hhi, float wlo, float whi, nn_fill_mode fill,
+			   float fill_value)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_ZOOM);
+	set_range(s.height_factor, hlo, hhi);
+	set_range(s.width_factor, wlo, whi);
+	s.fill_mode = fill;
+	s.fill_value = fill_value;
+	return s;
+}
+
+/* random_crop to (height, width). */
+nn_layer_spec
+nt_random_crop(int32_t height, int32_t width)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_CROP);
+	s.height = height;
+	s.width = width;
+	return s;
+}
+
+/* random_contrast with multipliers 1 + [lo, hi]. */
+nn_layer_spec
+nt_random_contrast(float lo, float hi)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_CONTRAST);
+	set_range(s.factor, lo, hi);
+	return s;
+}
+
+/* random_brightness by [lo, hi] of the value range [vlo, vhi]. */
+nn_layer_spec
+nt_random_brightness(float lo, float hi, float vlo, float vhi)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_BRIGHTNESS);
+	set_range(s.factor, lo, hi);
+	if (!isnan(vlo) || !isnan(vhi))
+		set_range(s.value_range, vlo, vhi);
+	return s;
+}
+
+/* gaussian_noise of a standard deviation. */
+nn_layer_spec
+nt_gaussian_noise(float stddev)
+{
+	nn_layer_spec s;
+
+	nn_layer_spec_init(&s, NN_LAYER_GAUSSIAN_NOISE);
+	s.stddev = stddev;
+	return s;
+}
+
 /* A rescale layer: y = x scale + offset. */
 nn_layer_spec
 nt_rescale(float scale, float offset)
@@ -457,6 +567,60 @@ nt_train_loss(nn_model *m, const float *x, const float *y, int32_t n,
 	assert_ok(nn_model_compute_gradients(m, NULL, x, y, n, &rng, &loss,
 										 &correct, &err), &err);
 	return loss / n;
+}
+
+/* Training-mode output of a stack, read from a probe dense layer's gradient. */
+float *
+nt_train_output(const nn_layer_spec *layers, int32_t n_layers, int32_t rank,
+				int32_t d0, int32_t d1, int32_t d2, const float *x, int32_t n,
+				uint64_t rng_seed, size_t *out_size)
+{
+	nn_layer_spec *ls = nt_xmalloc(sizeof(nn_layer_spec) * (n_layers + 2));
+	nn_model_spec spec;
+	nn_model   *m;
+	nn_layer_info info;
+	int64_t		ko,
+				kl,
+				bo,
+				bl;
+	size_t		k;
+	float	   *t,
+			   *out;
+	const float *g;
+	nn_rng		rng;
+	nn_error	err;
+	double		loss = 0;
+	int64_t		correct = 0;
+
+	assert_true(n >= 1 && n <= 64 && (n & (n - 1)) == 0);
+	memcpy(ls, layers, sizeof(nn_layer_spec) * n_layers);
+	ls[n_layers] = nt_plain(NN_LAYER_FLATTEN);
+	ls[n_layers + 1] = nt_dense_nobias(n, NN_ACT_LINEAR);
+	spec = nt_spec(rank, d0, d1, d2, ls, n_layers + 2);
+	m = nt_create(&spec, 1);
+	nn_model_layer_info(m, n_layers, &info);
+	k = (size_t) info.shape[0];
+	nn_model_layer_params(m, n_layers + 1, &ko, &kl, &bo, &bl);
+	assert_int_equal(kl, (int64_t) k * n);
+	memset(nn_model_params(m) + ko, 0, sizeof(float) * kl);
+	nt_train_setup(m, NN_LOSS_MSE, NULL, 0, n);
+	t = nt_xmalloc(sizeof(float) * n * n);
+	for (int32_t r = 0; r < n; r++)
+		for (int32_t j = 0; j < n; j++)
+			t[r * n + j] = r == j ? -(float) n * (float) n / 2.0f : 0.0f;
+	nn_rng_seed(&rng, rng_seed);
+	assert_ok(nn_model_compute_gradients(m, NULL, x, t, n, &rng, &loss,
+										 &correct, &err), &err);
+	g = nn_model_grads(m) + ko;	/* (k, n): g[i n + r] = out[r][i] */
+	out = nt_xmalloc(sizeof(float) * k * n);
+	for (int32_t r = 0; r < n; r++)
+		for (size_t i = 0; i < k; i++)
+			out[(size_t) r * k + i] = g[i * n + r];
+	*out_size = k;
+	nn_model_free(m);
+	free(ls);
+	free(t);
+	return out;
 }
 
 /* ---------- gradient checks ---------- */

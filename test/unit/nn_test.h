@@ -102,6 +102,23 @@ nn_layer_spec nt_rnn(nn_layer_kind kind, int32_t units, bool return_sequences);
 nn_layer_spec nt_embedding(int32_t input_dim, int32_t output_dim);
 nn_layer_spec nt_reshape2(int32_t a, int32_t b);
 
+/*
+ * The augmentation layers (format version 3).  Ranges are [lo, hi]; a zoom
+ * width of NAN, NAN is absent (the height's draw is used).
+ */
+nn_layer_spec nt_random_flip(nn_flip_mode mode);
+nn_layer_spec nt_random_translation(float hlo, float hhi, float wlo, float whi,
+									nn_fill_mode fill, float fill_value);
+nn_layer_spec nt_random_rotation(float lo, float hi, nn_fill_mode fill,
+								 float fill_value);
+nn_layer_spec nt_random_zoom(float hlo, float hhi, float wlo, float whi,
+							 nn_fill_mode fill, float fill_value);
+nn_layer_spec nt_random_crop(int32_t height, int32_t width);
+nn_layer_spec nt_random_contrast(float lo, float hi);
+/* value_range [0, 1] (the default) when vlo, vhi are NAN */
+nn_layer_spec nt_random_brightness(float lo, float hi, float vlo, float vhi);
+nn_layer_spec nt_gaussian_noise(float stddev);
+
 /* A model spec over a caller-owned layer array; unused dims are 0. */
 nn_model_spec nt_spec(int32_t rank, int32_t d0, int32_t d1, int32_t d2,
 					  nn_layer_spec *layers, int32_t n);
@@ -154,6 +171,20 @@ void		nt_train_setup(nn_model *m, nn_loss_kind loss, const float *cw,
 /* Mean loss (penalties included) of compute_gradients, rng re-seeded. */
 double		nt_train_loss(nn_model *m, const float *x, const float *y,
 						  int32_t n, uint64_t rng_seed);
+
+/*
+ * The training-mode output (n, *out_size) of a stack of layers on x,
+ * with the rng seeded with rng_seed, through the public API: the stack
+ * is followed by flatten and a dense layer of n units, no bias, zero
+ * kernel, and mse targets -n^2/2 on the diagonal, so that the output
+ * gradient is the identity and the dense kernel's gradient is the
+ * stack's output, transposed, exactly.  n must be a power of two (1 to
+ * 64).  malloc'd.
+ */
+float	   *nt_train_output(const nn_layer_spec *layers, int32_t n_layers,
+							int32_t rank, int32_t d0, int32_t d1, int32_t d2,
+							const float *x, int32_t n, uint64_t rng_seed,
+							size_t *out_size);
 
 /* ---------- gradient checks ---------- */
 

@@ -507,6 +507,158 @@ test_dropout_rate0_is_identity(void **state)
 	run_case(&c);
 }
 
+/* ---------- augmentation layers (random in training, rng fixed) ---------- */
+
+/*
+ * Each augmentation layer first on a (5, 4, 2) image, then flatten and a
+ * tanh dense layer: for the parameters one seed draws, the layer is linear
+ * in x (piecewise, for brightness's clip), so central differences are exact
+ * up to rounding and check the backward of exactly what forward drew.  The
+ * same seed for every evaluation (nt_fd_opts.rng_seed) fixes the draws.
+ */
+static void
+run_augment(const char *label, nn_layer_spec aug, int32_t batch, float xlo,
+			float xhi)
+{
+	nn_layer_spec l[] = {aug, nt_plain(NN_LAYER_FLATTEN),
+	nt_dense(3, NN_ACT_TANH)};
+	gc_case		c = mk(label, l, 3, 3, 5, 4, 2, batch);
+
+	c.xlo = xlo;
+	c.xhi = xhi;
+	run_case(&c);
+}
+
+static void
+test_random_flip(void **state)
+{
+	(void) state;
+	run_augment("random_flip horizontal, batch 5", nt_random_flip(NN_FLIP_HORIZONTAL),
+				5, -1, 1);
+	run_augment("random_flip vertical, batch 5", nt_random_flip(NN_FLIP_VERTICAL),
+				5, -1, 1);
+	run_augment("random_flip horizontal_and_vertical, batch 6",
+				nt_random_flip(NN_FLIP_BOTH), 6, -1, 1);
+}
+
+/* Every fill mode; shifts of up to about two pixels either way. */
+static void
+test_random_translation(void **state)
+{
+	static const char *const names[] = {"reflect", "wrap", "constant", "nearest"};
+
+	(void) state;
+	for (int f = NN_FILL_REFLECT; f <= NN_FILL_NEAREST; f++)
+	{
+		char		label[96];
+
+		snprintf(label, sizeof(label), "random_translation %s, batch 4", names[f]);
+		run_augment(label, nt_random_translation(-0.5f, 0.3f, -0.4f, 0.6f,
+												 (nn_fill_mode) f, 0.25f),
+					4, -1, 1);
+	}
+	/* beyond the image: reflections and wraps more than one period away */
+	run_augment("random_translation reflect, whole height", nt_random_translation(-1, 1, -1, 1, NN_FILL_REFLECT, 0),
+				4, -1, 1);
+	run_augment("random_translation wrap, whole width", nt_random_translation(0.9f, 1, -1, -0.9f, NN_FILL_WRAP, 0),
+				4, -1, 1);
+}
+
+static void
+test_random_rotation(void **state)
+{
+	static const char *const names[] = {"reflect", "wrap", "constant", "nearest"};
+
+	(void) state;
+	for (int f = NN_FILL_REFLECT; f <= NN_FILL_NEAREST; f++)
+	{
+		char		label[96];
+
+		snprintf(label, sizeof(label), "random_rotation %s, batch 4", names[f]);
+		run_augment(label, nt_random_rotation(-0.3f, 0.4f, (nn_fill_mode) f, -0.5f),
+					4, -1, 1);
+	}
+}
+
+/* Zooms in and out, one draw for both axes or one each. */
+static void
+test_random_zoom(void **state)
+{
+	(void) state;
+	run_augment("random_zoom, width follows height, batch 4",
+				nt_random_zoom(-0.4f, 0.6f, NAN, NAN, NN_FILL_REFLECT, 0), 4, -1, 1);
+	run_augment("random_zoom, own width, constant, batch 4",
+				nt_random_zoom(-0.5f, 0.2f, 0.1f, 2.0f, NN_FILL_CONSTANT, 0.3f), 4, -1, 1);
+	run_augment("random_zoom, own width, wrap, batch 3",
+				nt_random_zoom(0.5f, 3.0f, -0.7f, -0.2f, NN_FILL_WRAP, 0), 3, -1, 1);
+}
+
+/* Random windows when training: the gradient lands in the window only. */
+static void
+test_random_crop(void **state)
+{
+	(void) state;
+	run_augment("random_crop 3x2 of 5x4, batch 5", nt_random_crop(3, 2), 5, -1, 1);
+	run_augment("random_crop 5x1 of 5x4, batch 3", nt_random_crop(5, 1), 3, -1, 1);
+}
+
+static void
+test_random_contrast(void **state)
+{
+	(void) state;
+	run_augment("random_contrast 0.5, batch 4", nt_random_contrast(-0.5f, 0.5f),
+				4, -1, 1);
+	run_augment("random_contrast [0.2, 1], batch 3", nt_random_contrast(0.2f, 1.0f),
+				3, 0, 1);
+}
+
+/*
+ * The shift of [0.25, 0.25] is 0.25 for every row, so the clip points are
+ * known: inputs in [-0.5, 1] are clipped below -0.25 and above 0.75, and
+ * the seeds used keep every input more than a step away from both.  A
+ * random shift over a value range without clipping checks the draws.
+ */
+static void
+test_random_brightness(void **state)
+{
+	(void) state;
+	run_augment("random_brightness 0.25 over [0, 1], clipping, batch 4",
+				nt_random_brightness(0.25f, 0.25f, NAN, NAN), 4, -0.5f, 1.0f);
+	run_augment("random_brightness [-0.5, 0.5] over [-10, 10], batch 4",
+				nt_random_brightness(-0.5f, 0.5f, -10.0f, 10.0f), 4, -1, 1);
+}
+
+static void
+test_gaussian_noise(void **state)
+{
+	nn_layer_spec l[] = {nt_dense(4, NN_ACT_TANH), nt_gaussian_noise(0.5f),
+	nt_dense(3, NN_ACT_TANH)};
+	gc_case		c = mk("dense -> gaussian_noise 0.5 -> dense, batch 3", l, 3,
+					   1, 5, 0, 0, 3);
+
+	(void) state;
+	run_augment("gaussian_noise 0.3 on an image, batch 4", nt_gaussian_noise(0.3f),
+				4, -1, 1);
+	run_case(&c);
+}
+
+/* The augmentation of the seed CNN in front of a convolution. */
+static void
+test_augment_chain(void **state)
+{
+	nn_layer_spec l[] = {nt_random_flip(NN_FLIP_HORIZONTAL),
+		nt_random_translation(-0.1f, 0.1f, -0.1f, 0.1f, NN_FILL_REFLECT, 0),
+		nt_random_rotation(-0.05f, 0.05f, NN_FILL_REFLECT, 0),
+		nt_conv(2, 3, 3, 1, 1, false, NN_ACT_TANH),
+		nt_plain(NN_LAYER_FLATTEN),
+	nt_dense(3, NN_ACT_LINEAR)};
+	gc_case		c = mk("flip -> translation 0.1 -> rotation 0.05 -> conv2d, batch 4",
+					   l, 6, 3, 7, 6, 1, 4);
+
+	(void) state;
+	run_case(&c);
+}
+
 static void
 test_rescale(void **state)
 {
@@ -1085,6 +1237,15 @@ main(void)
 		cmocka_unit_test(test_reshape_flatten),
 		cmocka_unit_test(test_dropout_fixed_rng),
 		cmocka_unit_test(test_dropout_rate0_is_identity),
+		cmocka_unit_test(test_random_flip),
+		cmocka_unit_test(test_random_translation),
+		cmocka_unit_test(test_random_rotation),
+		cmocka_unit_test(test_random_zoom),
+		cmocka_unit_test(test_random_crop),
+		cmocka_unit_test(test_random_contrast),
+		cmocka_unit_test(test_random_brightness),
+		cmocka_unit_test(test_gaussian_noise),
+		cmocka_unit_test(test_augment_chain),
 		cmocka_unit_test(test_rescale),
 		cmocka_unit_test(test_normalize_adapted),
 		cmocka_unit_test(test_activation_layer_each),

@@ -1097,6 +1097,345 @@ test_v2_bit_flips(void **state)
 	free(f);
 }
 
+/* ---------- format version 3: the augmentation layers ---------- */
+
+/* Version 3 records: 41 fields; offsets of the fields version 3 added. */
+#define LAYER_REC_V3 164
+#define R_MODE 108
+#define R_HEIGHT_FACTOR 112
+#define R_WIDTH_FACTOR 120
+#define R_FILL_MODE 128
+#define R_FILL_VALUE 132
+#define R_FACTOR 136
+#define R_HEIGHT 144
+#define R_WIDTH 148
+#define R_VALUE_RANGE 152
+#define R_STDDEV 160
+
+static float
+getf(const uint8_t *b, size_t off)
+{
+	uint32_t	v = get32(b, off);
+	float		f;
+
+	memcpy(&f, &v, 4);
+	return f;
+}
+
+/*
+ * A version 3 model with every augmentation kind in front of a small CNN:
+ * (6, 5, 2) -> flip -> translation -> rotation -> zoom (own width) -> zoom
+ * (width absent) -> crop (5, 4, 2) -> contrast -> brightness -> noise ->
+ * conv2d (4, 3, 3) -> flatten -> dense softmax; trained two steps with opt.
+ */
+static nn_model *
+make_v3(nn_optimizer_kind opt, nn_rng *rng, float *x, int32_t n)
+{
+	static nn_layer_spec l[12];
+	nn_model_spec spec;
+	nn_model   *m;
+	nn_error	err;
+	float		y[8];
+
+	l[0] = nt_random_flip(NN_FLIP_BOTH);
+	l[1] = nt_random_translation(-0.2f, 0.3f, -0.1f, 0.1f, NN_FILL_CONSTANT, 0.5f);
+	l[2] = nt_random_rotation(-0.1f, 0.2f, NN_FILL_WRAP, 0);
+	l[3] = nt_random_zoom(-0.2f, 0.3f, 0.0f, 0.5f, NN_FILL_NEAREST, 0);
+	l[4] = nt_random_zoom(-0.1f, 0.1f, NAN, NAN, NN_FILL_REFLECT, 0);
+	l[5] = nt_random_crop(5, 4);
+	l[6] = nt_random_contrast(-0.3f, 0.3f);
+	l[7] = nt_random_brightness(-0.1f, 0.1f, NAN, NAN);
+	l[8] = nt_gaussian_noise(0.05f);
+	l[9] = nt_conv(3, 2, 2, 1, 1, false, NN_ACT_TANH);
+	l[10] = nt_plain(NN_LAYER_FLATTEN);
+	l[11] = nt_dense(3, NN_ACT_SOFTMAX);
+	spec = nt_spec(3, 6, 5, 2, l, 12);
+	m = nt_create(&spec, 13);
+	nt_fill(x, (size_t) n * 60, rng, 0, 1);
+	for (int i = 0; i < n; i++)
+		y[i] = (float) (i % 3);
+	if (opt)
+	{
+		nn_optimizer_spec o;
+
+		nn_optimizer_spec_init(&o, opt, 0.01f);
+		assert_ok(nn_model_set_training(m, &o, NN_LOSS_SPARSE_CATEGORICAL_CE, NULL, 0,
+										&err), &err);
+		assert_ok(nn_model_prepare(m, n, true, 0, &err), &err);
+		for (int s = 0; s < 2; s++)
+		{
+			double		loss = 0;
+			int64_t		correct = 0;
+
+			assert_ok(nn_model_train_batch(m, x, y, n, rng, &loss, &correct,
+										   &err), &err);
+		}
+	}
+	return m;
+}
+
+/*
+ * Round trips of the version 3 model with each optimizer's state; the
+ * version field, the 164-byte records and the new fields where
+ * doc/model-format.md puts them (an absent range as two 0x7FC00000, the
+ * fields a kind does not use as 0); version 2 cannot hold these kinds.
+ */
+static void
+test_v3_round_trip(void **state)
+{
+	nn_rng		rng;
+	float		x[8 * 60];
+
+	(void) state;
+	nn_rng_seed(&rng, 5);
+	for (int k = 0; k <= NN_OPT_MAX; k++)
+	{
+		nn_model   *m = make_v3((nn_optimizer_kind) k, &rng, x, 8);
+		size_t		len;
+		uint8_t    *buf = nt_serialize(m, true, &len);
+		const uint8_t *r;
+		char		what[80];
+
+#define REC(i) (buf + OFF_LAYERS + (size_t) (i) * LAYER_REC_V3)
+		assert_int_equal(get32(buf, OFF_VERSION), 3);
+		assert_int_equal(get32(buf, OFF_NLAYERS), 12);
+		/* flip: kind 18, mode 2, the other new fields 0 */
+		r = REC(0);
+		assert_int_equal(get32(r, 0), NN_LAYER_RANDOM_FLIP);
+		assert_int_equal(get32(r, 0), 18);
+		assert_int_equal(get32(r, R_MODE), NN_FLIP_BOTH);
+		for (size_t off = R_HEIGHT_FACTOR; off < LAYER_REC_V3; off += 4)
+			assert_int_equal(get32(r, off), 0);
+		/* the version 1 and 2 fields keep their places and unset values */
+		assert_int_equal(get32(r, 40), 1);	/* use_bias */
+		assert_int_equal(get32(r, 80), 0x33D6BF95u);	/* epsilon */
+		/* translation: ranges, fill mode and value */
+		r = REC(1);
+		assert_int_equal(get32(r, 0), 19);
+		assert_true(getf(r, R_HEIGHT_FACTOR) == -0.2f && getf(r, R_HEIGHT_FACTOR + 4) == 0.3f);
+		assert_true(getf(r, R_WIDTH_FACTOR) == -0.1f && getf(r, R_WIDTH_FACTOR + 4) == 0.1f);
+		assert_int_equal(get32(r, R_FILL_MODE), NN_FILL_CONSTANT);
+		assert_true(getf(r, R_FILL_VALUE) == 0.5f);
+		assert_int_equal(get32(r, R_MODE), 0);
+		assert_int_equal(get32(r, R_FACTOR), 0);
+		/* rotation: factor */
+		r = REC(2);
+		assert_true(getf(r, R_FACTOR) == -0.1f && getf(r, R_FACTOR + 4) == 0.2f);
+		assert_int_equal(get32(r, R_FILL_MODE), NN_FILL_WRAP);
+		/* zoom with and without a width factor */
+		r = REC(3);
+		assert_true(getf(r, R_WIDTH_FACTOR) == 0.0f && getf(r, R_WIDTH_FACTOR + 4) == 0.5f);
+		assert_int_equal(get32(r, R_FILL_MODE), NN_FILL_NEAREST);
+		r = REC(4);
+		assert_int_equal(get32(r, R_WIDTH_FACTOR), 0x7FC00000u);
+		assert_int_equal(get32(r, R_WIDTH_FACTOR + 4), 0x7FC00000u);
+		assert_true(getf(r, R_HEIGHT_FACTOR) == -0.1f);
+		/* crop, contrast, brightness (value_range resolved), noise */
+		r = REC(5);
+		assert_int_equal(get32(r, R_HEIGHT), 5);
+		assert_int_equal(get32(r, R_WIDTH), 4);
+		r = REC(6);
+		assert_int_equal(get32(r, 0), NN_LAYER_RANDOM_CONTRAST);
+		assert_true(getf(r, R_FACTOR) == -0.3f && getf(r, R_FACTOR + 4) == 0.3f);
+		r = REC(7);
+		assert_true(getf(r, R_VALUE_RANGE) == 0.0f && getf(r, R_VALUE_RANGE + 4) == 1.0f);
+		r = REC(8);
+		assert_int_equal(get32(r, 0), 25);
+		assert_true(getf(r, R_STDDEV) == 0.05f);
+		/* conv2d: every new field 0 */
+		r = REC(9);
+		for (size_t off = R_MODE; off < LAYER_REC_V3; off += 4)
+			assert_int_equal(get32(r, off), 0);
+		/* tensors after 12 records: conv2d and dense kernels and biases */
+		assert_int_equal(get32(REC(12), 0), 4);
+		assert_int_equal(get32(REC(12), 4), 9);
+#undef REC
+		snprintf(what, sizeof(what), "version 3 model, %s",
+				 k ? nn_optimizer_name((nn_optimizer_kind) k) : "untrained");
+		check_round_trip(what, m, true, x, 8);
+		check_round_trip(what, m, false, x, 8);
+		/* version 2 cannot hold these kinds; version 4 is unknown */
+		put32(buf, OFF_VERSION, 2);
+		nt_fix_bytes(buf, len);
+		expect_reject("version 3 model labelled version 2", buf, len,
+					  NN_ERR_CORRUPT);
+		put32(buf, OFF_VERSION, 4);
+		nt_fix_bytes(buf, len);
+		expect_reject("version 3 model labelled version 4", buf, len,
+					  NN_ERR_CORRUPT);
+		free(buf);
+		nn_model_free(m);
+	}
+}
+
+/* Models of the earlier kinds keep their version 1 and 2 bytes. */
+static void
+test_v3_keeps_old_versions(void **state)
+{
+	nn_rng		rng;
+	float		x[8 * 6];
+	nn_model   *m;
+	size_t		len;
+	uint8_t    *buf;
+
+	(void) state;
+	nn_rng_seed(&rng, 6);
+	m = make_every_kind(NN_OPT_ADAM, true, &rng);
+	buf = nt_serialize(m, true, &len);
+	assert_int_equal(get32(buf, OFF_VERSION), 1);
+	assert_int_equal(get32(buf, OFF_NLAYERS) * LAYER_REC + OFF_LAYERS,
+					 OFF_LAYERS + 12 * 88);
+	/* the tensor count follows 12 records of 88 bytes */
+	assert_int_equal(get32(buf, OFF_LAYERS + 12 * LAYER_REC), 7);
+	free(buf);
+	nn_model_free(m);
+	m = make_v2(NN_OPT_SGD, &rng, x, 8);
+	buf = nt_serialize(m, true, &len);
+	assert_int_equal(get32(buf, OFF_VERSION), 2);
+	assert_int_equal(get32(buf, OFF_LAYERS + 8 * 108), 1 + 3 + 4 + 3 + 2);
+	free(buf);
+	nn_model_free(m);
+}
+
+/*
+ * Hand-made inconsistencies in version 3 records behind a valid checksum:
+ * a NaN of another bit pattern for an absent range, an absent range where
+ * the kind has a default, a half-absent range, a range reversed or out of
+ * bounds, choices out of range, a crop larger than its input, a new
+ * option on an old kind.
+ */
+static void
+test_v3_damage(void **state)
+{
+	nn_layer_spec l[] = {nt_random_zoom(-0.2f, 0.2f, NAN, NAN, NN_FILL_REFLECT, 0),
+		nt_random_translation(-0.1f, 0.1f, 0, 0, NN_FILL_WRAP, 0),
+		nt_random_crop(3, 2),
+		nt_random_brightness(-0.1f, 0.1f, NAN, NAN),
+		nt_plain(NN_LAYER_FLATTEN),
+	nt_dense(2, NN_ACT_LINEAR)};
+	nn_model_spec spec = nt_spec(3, 4, 3, 1, l, 6);
+	nn_model   *m = nt_create(&spec, 2);
+	size_t		len;
+	uint8_t    *buf = nt_serialize(m, false, &len);
+	uint8_t    *b = nt_xmalloc(len);
+	const size_t L0 = OFF_LAYERS,
+				L1 = OFF_LAYERS + LAYER_REC_V3,
+				L2 = OFF_LAYERS + 2 * LAYER_REC_V3,
+				L3 = OFF_LAYERS + 3 * LAYER_REC_V3,
+				L5 = OFF_LAYERS + 5 * LAYER_REC_V3;
+	static const struct
+	{
+		const char *what;
+		size_t		rec;
+		size_t		off;
+		uint32_t	v;
+	}			cases[] = {
+		{"absent range with another NaN", 0, R_WIDTH_FACTOR, 0x7FC00001u},
+		{"absent range with a negative NaN", 0, R_WIDTH_FACTOR + 4, 0xFFC00000u},
+		{"half-absent range", 0, R_WIDTH_FACTOR, 0x3F000000u},	/* 0.5, NaN */
+		{"absent range where the kind has a default", 1, R_HEIGHT_FACTOR, 0x7FC00000u},
+		{"range reversed", 1, R_HEIGHT_FACTOR, 0x3F000000u},	/* [0.5, 0.1] */
+		{"translation bound above 1", 1, R_WIDTH_FACTOR + 4, 0x40000000u},	/* 2 */
+		{"zoom bound -1", 0, R_HEIGHT_FACTOR, 0xBF800000u},
+		{"range infinite", 1, R_WIDTH_FACTOR + 4, 0x7F800000u},
+		{"fill_mode 4", 1, R_FILL_MODE, 4},
+		{"fill_mode 2^31", 1, R_FILL_MODE, 0x80000000u},
+		{"mode on a translation", 1, R_MODE, 1},
+		{"fill_value NaN", 1, R_FILL_VALUE, 0x7FC00000u},
+		{"crop taller than the input", 2, R_HEIGHT, 5},
+		{"crop width 0", 2, R_WIDTH, 0},
+		{"stddev on a crop", 2, R_STDDEV, 0x3F000000u},
+		{"factor on a dense layer", 5, R_FACTOR + 4, 0x3F000000u},
+		{"value_range half absent", 3, R_VALUE_RANGE, 0x7FC00000u},
+		{"value_range empty", 3, R_VALUE_RANGE, 0x3F800000u},	/* [1, 1] */
+		{"kind past the last", 2, 0, NN_LAYER_KIND_MAX + 1},
+	};
+	size_t		recs[6] = {L0, L1, L2, L3, OFF_LAYERS + 4 * LAYER_REC_V3, L5};
+
+	(void) state;
+	assert_int_equal(get32(buf, OFF_VERSION), 3);
+	assert_int_equal(get32(buf, L0 + R_WIDTH_FACTOR), 0x7FC00000u);
+	assert_int_equal(get32(buf, L3 + R_VALUE_RANGE + 4), 0x3F800000u);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		memcpy(b, buf, len);
+		put32(b, recs[cases[i].rec] + cases[i].off, cases[i].v);
+		nt_fix_bytes(b, len);
+		expect_reject(cases[i].what, b, len, NN_ERR_CORRUPT);
+	}
+	/* value_range is stored resolved: absent in the bytes is not canonical */
+	memcpy(b, buf, len);
+	put32(b, L3 + R_VALUE_RANGE, 0x7FC00000u);
+	put32(b, L3 + R_VALUE_RANGE + 4, 0x7FC00000u);
+	nt_fix_bytes(b, len);
+	expect_reject("value_range absent", b, len, NN_ERR_CORRUPT);
+	/* and the bytes themselves load */
+	{
+		nn_model   *r = NULL;
+		nn_error	err;
+
+		assert_ok(load(buf, len, 0, &r, &err), &err);
+		assert_true(isnan(nn_model_get_spec(r)->layers[0].width_factor[0]));
+		nn_model_free(r);
+	}
+	free(b);
+	free(buf);
+	nn_model_free(m);
+}
+
+/* Every bit flip of a small version 3 model (zoom without width, crop). */
+static void
+test_v3_bit_flips(void **state)
+{
+	nn_layer_spec l[] = {nt_random_zoom(-0.2f, 0.2f, NAN, NAN, NN_FILL_REFLECT, 0),
+		nt_random_crop(1, 2),
+	nt_random_brightness(-0.1f, 0.1f, NAN, NAN)};
+	nn_model_spec spec = nt_spec(3, 2, 2, 1, l, 3);
+	nn_model   *m = nt_create(&spec, 3);
+	size_t		len;
+	uint8_t    *buf = nt_serialize(m, false, &len);
+	uint8_t    *f = nt_xmalloc(len);
+	size_t		accepted = 0;
+
+	(void) state;
+	assert_int_equal(get32(buf, OFF_VERSION), 3);
+	for (size_t bit = 0; bit < len * 8; bit++)
+	{
+		nn_model   *r = NULL;
+		nn_error	err;
+		nn_status	st;
+		char		what[80];
+
+		buf[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+		snprintf(what, sizeof(what), "v3 bit %zu flipped", bit);
+		expect_reject(what, buf, len, NN_ERR_CORRUPT);
+		memcpy(f, buf, len);
+		nt_fix_bytes(f, len);
+		st = nn_model_deserialize(&r, f, len, 0, &capped, test_crc32c, &err);
+		if (st == NN_OK)
+		{
+			size_t		l2;
+			uint8_t    *again = nt_serialize(r, false, &l2);
+
+			accepted++;
+			if (l2 != len || memcmp(again, f, len) != 0)
+				fail_msg("%s: loads but serializes differently", what);
+			free(again);
+			nn_model_free(r);
+		}
+		else if (st != NN_ERR_CORRUPT)
+			fail_msg("%s behind a valid checksum: status %d (%s)", what,
+					 (int) st, err.message);
+		buf[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+	}
+	print_message("version 3: %zu of %zu bit flips load behind a fixed checksum\n",
+				  accepted, len * 8);
+	assert_true(accepted > 0);
+	nn_model_free(m);
+	free(buf);
+	free(f);
+}
+
 int
 main(void)
 {
@@ -1116,6 +1455,10 @@ main(void)
 		cmocka_unit_test(test_resume_matches_uninterrupted),
 		cmocka_unit_test(test_v2_round_trip),
 		cmocka_unit_test(test_v2_bit_flips),
+		cmocka_unit_test(test_v3_round_trip),
+		cmocka_unit_test(test_v3_keeps_old_versions),
+		cmocka_unit_test(test_v3_damage),
+		cmocka_unit_test(test_v3_bit_flips),
 	};
 
 	return NT_RUN(tests);

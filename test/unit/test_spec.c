@@ -326,6 +326,163 @@ test_spec_defaults(void **state)
 	assert_int_equal(nn_model_get_spec(m)->layers[0].strides[1], 2);
 	assert_int_equal(nn_model_output_size(m), 3 * 4);
 	nn_model_free(m);
+
+	/* augmentation layers */
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_FLIP);
+	assert_int_equal(s.mode, NN_FLIP_HORIZONTAL);
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_TRANSLATION);
+	assert_int_equal(s.fill_mode, NN_FILL_REFLECT);
+	assert_true(s.fill_value == 0.0f && s.height_factor[0] == 0.0f &&
+				s.width_factor[1] == 0.0f);
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_ZOOM);
+	assert_true(isnan(s.width_factor[0]) && isnan(s.width_factor[1]));
+	assert_true(s.height_factor[0] == 0.0f && !signbit(s.height_factor[0]));
+	nn_layer_spec_init(&s, NN_LAYER_RANDOM_BRIGHTNESS);
+	assert_true(isnan(s.value_range[0]) && isnan(s.value_range[1]));
+	/* kinds that do not take an option hold its unset value, 0 */
+	nn_layer_spec_init(&s, NN_LAYER_DENSE);
+	assert_true(s.mode == 0 && s.fill_mode == 0 && s.stddev == 0.0f &&
+				s.width_factor[0] == 0.0f && s.value_range[1] == 0.0f &&
+				s.height == 0 && s.width == 0);
+	/* value_range resolves to [0, 1]; the zoom's width stays absent */
+	l[0] = nt_random_brightness(-0.1f, 0.1f, NAN, NAN);
+	l[1] = nt_random_zoom(-0.1f, 0.1f, NAN, NAN, NN_FILL_REFLECT, 0);
+	spec = nt_spec(3, 4, 4, 1, l, 2);
+	m = nt_create(&spec, 1);
+	assert_true(nn_model_get_spec(m)->layers[0].value_range[0] == 0.0f &&
+				nn_model_get_spec(m)->layers[0].value_range[1] == 1.0f);
+	assert_true(isnan(nn_model_get_spec(m)->layers[1].width_factor[0]));
+	nn_model_free(m);
+}
+
+/* The option rows of the new value types: names, ranges and messages. */
+static void
+test_augment_options(void **state)
+{
+	int32_t		n;
+	const nn_kind_option *o = nn_layer_kind_options(NN_LAYER_RANDOM_ZOOM, &n);
+	const nn_option *fill = NULL,
+			   *hf = NULL,
+			   *mode,
+			   *vr;
+	char		buf[160];
+
+	(void) state;
+	assert_int_equal(n, 4);
+	for (int32_t i = 0; i < n; i++)
+	{
+		if (strcmp(nn_kind_option_name(&o[i]), "fill_mode") == 0)
+			fill = o[i].option;
+		if (strcmp(nn_kind_option_name(&o[i]), "height_factor") == 0)
+		{
+			hf = o[i].option;
+			assert_true(o[i].required);
+		}
+		if (strcmp(nn_kind_option_name(&o[i]), "width_factor") == 0)
+			assert_true(isnan(o[i].def) && !o[i].required);
+	}
+	assert_non_null(fill);
+	assert_non_null(hf);
+	assert_int_equal(fill->type, NN_VAL_CHOICE);
+	assert_int_equal(fill->since, 3);
+	assert_string_equal(nn_option_choice_name(fill, NN_FILL_REFLECT), "reflect");
+	assert_string_equal(nn_option_choice_name(fill, NN_FILL_NEAREST), "nearest");
+	assert_null(nn_option_choice_name(fill, 4));
+	assert_null(nn_option_choice_name(fill, -1));
+	assert_int_equal(nn_option_choice_index(fill, "wrap"), NN_FILL_WRAP);
+	assert_int_equal(nn_option_choice_index(fill, "constant"), NN_FILL_CONSTANT);
+	assert_int_equal(nn_option_choice_index(fill, "Wrap"), -1);
+	assert_int_equal(nn_option_choice_index(fill, NULL), -1);
+	nn_option_describe(buf, sizeof(buf), fill);
+	assert_string_equal(buf, "\"reflect\", \"wrap\", \"constant\" or \"nearest\"");
+	nn_option_describe(buf, sizeof(buf), hf);
+	assert_string_equal(buf, "a number in [0, 1] or an array [lower, upper] of numbers >= -1, lower <= upper");
+
+	o = nn_layer_kind_options(NN_LAYER_RANDOM_FLIP, &n);
+	assert_int_equal(n, 1);
+	mode = o[0].option;
+	nn_option_describe(buf, sizeof(buf), mode);
+	assert_string_equal(buf, "\"horizontal\", \"vertical\" or \"horizontal_and_vertical\"");
+	assert_int_equal(nn_option_choice_index(mode, "horizontal_and_vertical"), NN_FLIP_BOTH);
+
+	o = nn_layer_kind_options(NN_LAYER_RANDOM_BRIGHTNESS, &n);
+	assert_int_equal(n, 2);
+	nn_option_describe(buf, sizeof(buf), o[0].option);
+	assert_string_equal(buf, "a number in [0, 1] or an array [lower, upper] of numbers in [-1, 1], lower <= upper");
+	vr = o[1].option;
+	assert_int_equal(vr->type, NN_VAL_RANGE);
+	nn_option_describe(buf, sizeof(buf), vr);
+	assert_string_equal(buf, "a non-negative number or an array [lower, upper] of finite numbers, lower <= upper");
+
+	/* a number f sets the range [-f, f]; NaN makes it absent */
+	{
+		nn_layer_spec s;
+
+		nn_layer_spec_init(&s, NN_LAYER_RANDOM_ZOOM);
+		nn_option_set(&s, hf, 0.25);
+		assert_true(s.height_factor[0] == -0.25f && s.height_factor[1] == 0.25f);
+		assert_true(nn_option_get(&s, hf) == -0.25);
+		assert_false(nn_option_absent(&s, hf));
+		nn_option_set(&s, hf, 0);
+		assert_false(signbit(s.height_factor[0]));
+		nn_option_set(&s, hf, NAN);
+		assert_true(nn_option_absent(&s, hf));
+		assert_true(nn_option_floats(&s, hf) == s.height_factor);
+	}
+	/* the glue's "is required" comes from the table */
+	o = nn_layer_kind_options(NN_LAYER_RANDOM_CROP, &n);
+	assert_int_equal(n, 2);
+	assert_true(o[0].required && o[1].required);
+	assert_string_equal(nn_kind_option_name(&o[0]), "height");
+	o = nn_layer_kind_options(NN_LAYER_GAUSSIAN_NOISE, &n);
+	assert_true(n == 1 && o[0].required);
+	assert_string_equal(nn_kind_option_name(&o[0]), "stddev");
+}
+
+/* The messages of the augmentation layers name the layer and option. */
+static void
+test_augment_messages(void **state)
+{
+	typedef struct msg_case
+	{
+		nn_layer_spec l;
+		const char *needle;
+	} msg_case;
+	msg_case	cases[8];
+	const msg_case *c;
+	int			n = 0;
+
+	(void) state;
+	cases[n++] = (msg_case) {nt_random_translation(0, 0, -0.5f, 1.5f, NN_FILL_REFLECT, 0),
+	"layer 1 (random_translation): \"width_factor\" bounds must be in [-1, 1], not [-0.5, 1.5]"};
+	cases[n++] = (msg_case) {nt_random_zoom(-1, 0, NAN, NAN, NN_FILL_REFLECT, 0),
+	"layer 1 (random_zoom): \"height_factor\" bounds must be above -1"};
+	cases[n++] = (msg_case) {nt_random_crop(9, 2),
+	"layer 1 (random_crop): \"height\" 9 is larger than the input's height 4"};
+	cases[n++] = (msg_case) {nt_random_rotation(0.5f, 0.1f, NN_FILL_REFLECT, 0),
+	"layer 1 (random_rotation): \"factor\" must be a number in [0, 1] or an array [lower, upper] of numbers in [-1, 1], lower <= upper, not [0.5, 0.1]"};
+	cases[n++] = (msg_case) {nt_random_brightness(0, 0, 1, 1),
+	"layer 1 (random_brightness): \"value_range\" must have its low below its high, not [1, 1]"};
+	for (int i = 0; i < n; i++)
+	{
+		nn_model_spec spec;
+		nn_error	err;
+
+		c = &cases[i];
+		spec = nt_spec(3, 4, 4, 1, (nn_layer_spec *) &c->l, 1);
+		assert_status(nn_spec_check(&spec, &err), NN_ERR_SPEC, &err);
+		if (strstr(err.message, c->needle) == NULL)
+			fail_msg("message \"%s\" lacks \"%s\"", err.message, c->needle);
+	}
+	{
+		nn_layer_spec l = nt_random_flip(NN_FLIP_BOTH);
+		nn_model_spec spec = nt_spec(1, 16, 0, 0, &l, 1);
+		nn_error	err;
+
+		assert_status(nn_spec_check(&spec, &err), NN_ERR_SPEC, &err);
+		assert_string_equal(err.message,
+							"layer 1 (random_flip): input must be an image (height, width, channels), not of rank 1");
+	}
 }
 
 static void
@@ -370,7 +527,14 @@ test_names(void **state)
 	assert_int_equal(nn_loss_from_name("bce", &l), -1);
 	assert_int_equal(nn_optimizer_from_name("lbfgs", &o), -1);
 	assert_string_equal(nn_layer_kind_name((nn_layer_kind) 0), "?");
-	assert_string_equal(nn_layer_kind_name((nn_layer_kind) 18), "?");
+	assert_string_equal(nn_layer_kind_name((nn_layer_kind) (NN_LAYER_KIND_MAX + 1)), "?");
+	assert_string_equal(nn_layer_kind_name((nn_layer_kind) 18), "random_flip");
+	assert_string_equal(nn_layer_kind_name(NN_LAYER_RANDOM_TRANSLATION),
+						"random_translation");
+	assert_string_equal(nn_layer_kind_name(NN_LAYER_RANDOM_BRIGHTNESS),
+						"random_brightness");
+	assert_string_equal(nn_layer_kind_name(NN_LAYER_GAUSSIAN_NOISE), "gaussian_noise");
+	assert_int_equal(NN_LAYER_GAUSSIAN_NOISE, 25);
 	assert_string_equal(nn_layer_kind_name(NN_LAYER_GRU), "gru");
 	assert_string_equal(nn_layer_kind_name(NN_LAYER_GLOBAL_MAXPOOL),
 						"global_maxpool");
@@ -448,7 +612,7 @@ test_bad_specs(void **state)
 	nn_layer_spec flat = nt_plain(NN_LAYER_FLATTEN);
 	nn_layer_spec d2 = nt_dense(2, NN_ACT_LINEAR);
 	nn_layer_spec t;
-	bad_case	cases[96];
+	bad_case	cases[160];
 	int			n = 0;
 
 #define ADD(w, r, a, b, c, layer_, ...) \
@@ -534,8 +698,8 @@ test_bad_specs(void **state)
 	t = d2;
 	t.kind = (nn_layer_kind) 0;
 	ADD("layer kind 0", 1, 4, 0, 0, 0, t);
-	t.kind = (nn_layer_kind) 18;
-	ADD("layer kind 18", 1, 4, 0, 0, 1, d2, t);
+	t.kind = (nn_layer_kind) (NN_LAYER_KIND_MAX + 1);
+	ADD("layer kind past the last", 1, 4, 0, 0, 1, d2, t);
 	ADD("input rank 0", 0, 4, 0, 0, -1, d2);
 	ADD("input rank 4", 4, 4, 1, 1, -1, d2);
 	ADD("input dimension 0", 3, 4, 0, 1, -1, conv);
@@ -588,6 +752,79 @@ test_bad_specs(void **state)
 	t = nt_plain(NN_LAYER_GLOBAL_MAXPOOL);
 	t.activation = NN_ACT_RELU;
 	ADD("global_maxpool with an activation", 2, 4, 3, 0, 0, t);
+	/* augmentation layers: images only, ranges, choices, windows */
+	ADD("random_flip on a vector", 1, 12, 0, 0, 0, nt_random_flip(NN_FLIP_BOTH));
+	ADD("random_rotation on a sequence", 2, 4, 3, 0, 0,
+		nt_random_rotation(-0.1f, 0.1f, NN_FILL_REFLECT, 0));
+	ADD("random_contrast after flatten", 3, 4, 4, 1, 1, flat,
+		nt_random_contrast(-0.1f, 0.1f));
+	ADD("random_brightness on a vector", 1, 4, 0, 0, 0,
+		nt_random_brightness(-0.1f, 0.1f, NAN, NAN));
+	ADD("random_crop on a vector", 1, 16, 0, 0, 0, nt_random_crop(2, 2));
+	t = nt_random_flip(NN_FLIP_BOTH);
+	t.mode = 3;
+	ADD("random_flip mode 3", 3, 4, 4, 1, 0, t);
+	t.mode = -1;
+	ADD("random_flip mode -1", 3, 4, 4, 1, 0, t);
+	ADD("random_translation lower above upper", 3, 4, 4, 1, 0,
+		nt_random_translation(0.5f, 0.2f, 0, 0, NN_FILL_REFLECT, 0));
+	ADD("random_translation height below -1", 3, 4, 4, 1, 0,
+		nt_random_translation(-1.5f, 0, 0, 0, NN_FILL_REFLECT, 0));
+	ADD("random_translation width above 1", 3, 4, 4, 1, 0,
+		nt_random_translation(0, 0, 0, 1.5f, NN_FILL_REFLECT, 0));
+	ADD("random_translation height NaN", 3, 4, 4, 1, 0,
+		nt_random_translation(NAN, NAN, 0, 0, NN_FILL_REFLECT, 0));
+	ADD("random_translation width infinite", 3, 4, 4, 1, 0,
+		nt_random_translation(0, 0, 0, INFINITY, NN_FILL_REFLECT, 0));
+	ADD("random_translation fill_mode 4", 3, 4, 4, 1, 0,
+		nt_random_translation(0, 0, 0, 0, (nn_fill_mode) 4, 0));
+	ADD("random_translation fill_value NaN", 3, 4, 4, 1, 0,
+		nt_random_translation(0, 0, 0, 0, NN_FILL_CONSTANT, NAN));
+	ADD("random_rotation factor above 1", 3, 4, 4, 1, 0,
+		nt_random_rotation(0, 1.5f, NN_FILL_REFLECT, 0));
+	ADD("random_rotation factor reversed", 3, 4, 4, 1, 0,
+		nt_random_rotation(0.2f, -0.2f, NN_FILL_REFLECT, 0));
+	ADD("random_zoom height -1", 3, 4, 4, 1, 0,
+		nt_random_zoom(-1, 0, NAN, NAN, NN_FILL_REFLECT, 0));
+	ADD("random_zoom width -1", 3, 4, 4, 1, 0,
+		nt_random_zoom(-0.5f, 0, -1, 0, NN_FILL_REFLECT, 0));
+	ADD("random_zoom width half absent", 3, 4, 4, 1, 0,
+		nt_random_zoom(-0.5f, 0, NAN, 0.5f, NN_FILL_REFLECT, 0));
+	ADD("random_zoom height absent", 3, 4, 4, 1, 0,
+		nt_random_zoom(NAN, NAN, NAN, NAN, NN_FILL_REFLECT, 0));
+	ADD("random_crop height 0", 3, 4, 4, 1, 0, nt_random_crop(0, 2));
+	ADD("random_crop width -1", 3, 4, 4, 1, 0, nt_random_crop(2, -1));
+	ADD("random_crop taller than the image", 3, 4, 5, 1, 0, nt_random_crop(5, 2));
+	ADD("random_crop wider than the image", 3, 4, 5, 1, 1,
+		nt_random_flip(NN_FLIP_BOTH), nt_random_crop(4, 6));
+	ADD("random_contrast factor below -1", 3, 4, 4, 1, 0,
+		nt_random_contrast(-1.5f, 0.5f));
+	ADD("random_brightness factor above 1", 3, 4, 4, 1, 0,
+		nt_random_brightness(0, 2, NAN, NAN));
+	ADD("random_brightness value_range empty", 3, 4, 4, 1, 0,
+		nt_random_brightness(-0.1f, 0.1f, 1, 1));
+	ADD("random_brightness value_range reversed", 3, 4, 4, 1, 0,
+		nt_random_brightness(-0.1f, 0.1f, 1, 0));
+	ADD("random_brightness value_range infinite", 3, 4, 4, 1, 0,
+		nt_random_brightness(-0.1f, 0.1f, 0, INFINITY));
+	ADD("gaussian_noise stddev -1", 1, 4, 0, 0, 0, nt_gaussian_noise(-1));
+	ADD("gaussian_noise stddev NaN", 1, 4, 0, 0, 0, nt_gaussian_noise(NAN));
+	t = d2;
+	t.stddev = 0.1f;
+	ADD("dense with a stddev", 1, 4, 0, 0, 0, t);
+	t = d2;
+	t.fill_mode = NN_FILL_WRAP;
+	ADD("dense with a fill_mode", 1, 4, 0, 0, 0, t);
+	t = nt_random_flip(NN_FLIP_BOTH);
+	t.factor[1] = 0.5f;
+	ADD("random_flip with a factor", 3, 4, 4, 1, 0, t);
+	t = nt_random_rotation(-0.1f, 0.1f, NN_FILL_REFLECT, 0);
+	t.height_factor[0] = NAN;
+	t.height_factor[1] = NAN;
+	ADD("random_rotation with an absent height_factor", 3, 4, 4, 1, 0, t);
+	t = nt_random_crop(2, 2);
+	t.rate = 0.5f;
+	ADD("random_crop with a rate", 3, 4, 4, 1, 0, t);
 #undef ADD
 	for (int i = 0; i < n; i++)
 		expect_bad(&cases[i], NN_ERR_SPEC);
@@ -737,8 +974,10 @@ test_prepare_overflow_without_weights(void **state)
 
 /* A whole model life; returns the first failing status and the step. */
 static nn_status
-life(const nn_alloc *a, int *step, nn_error *err, bool sequence)
+life(const nn_alloc *a, int *step, nn_error *err, int variant)
 {
+	bool		sequence = variant == 1;
+
 	static nn_layer_spec l[8];
 	nn_model_spec spec;
 	nn_model   *m = NULL,
@@ -778,6 +1017,19 @@ life(const nn_alloc *a, int *step, nn_error *err, bool sequence)
 		for (int i = 0; i < 6 * 48; i++)
 			x[i] = (float) nn_rng_below(&rng, 5);
 	}
+	if (variant == 2)
+	{
+		/* (4, 4, 3) -> augmentation -> crop (3, 3, 3) -> conv -> dense */
+		l[0] = nt_random_flip(NN_FLIP_BOTH);
+		l[1] = nt_random_translation(-0.2f, 0.2f, -0.2f, 0.2f, NN_FILL_REFLECT, 0);
+		l[2] = nt_random_crop(3, 3);
+		l[3] = nt_random_contrast(-0.2f, 0.2f);
+		l[4] = nt_gaussian_noise(0.1f);
+		l[5] = nt_conv(2, 2, 2, 1, 1, false, NN_ACT_RELU);
+		l[6] = nt_plain(NN_LAYER_FLATTEN);
+		l[7] = nt_dense(3, NN_ACT_SOFTMAX);
+		spec = nt_spec(3, 4, 4, 3, l, 8);
+	}
 	for (int i = 0; i < 6; i++)
 		y[i] = (float) (i % 3);
 	nn_optimizer_spec_init(&o, NN_OPT_ADAM, 0.01f);
@@ -810,7 +1062,7 @@ out:
 }
 
 static void
-every_allocation_failure(bool sequence)
+every_allocation_failure(int variant)
 {
 	nt_counter	c;
 	nn_alloc	a = nt_counter_alloc(&c, -1);
@@ -818,7 +1070,7 @@ every_allocation_failure(bool sequence)
 	int			step;
 	long		total;
 
-	assert_ok(life(&a, &step, &err, sequence), &err);
+	assert_ok(life(&a, &step, &err, variant), &err);
 	assert_int_equal(step, 0);
 	assert_int_equal(c.live_bytes, 0);
 	assert_int_equal(c.allocs, c.frees);
@@ -830,7 +1082,7 @@ every_allocation_failure(bool sequence)
 
 		a = nt_counter_alloc(&c, k);
 		memset(&err, 0, sizeof(err));
-		st = life(&a, &step, &err, sequence);
+		st = life(&a, &step, &err, variant);
 		if (c.failed != 1)
 			fail_msg("allocation %ld of %ld was never made", k, total);
 		if (st != NN_ERR_MEMORY)
@@ -852,7 +1104,7 @@ static void
 test_every_allocation_failure(void **state)
 {
 	(void) state;
-	every_allocation_failure(false);
+	every_allocation_failure(0);
 }
 
 /* The same with embedding, lstm, batchnorm and gru layers. */
@@ -860,7 +1112,15 @@ static void
 test_every_allocation_failure_sequence(void **state)
 {
 	(void) state;
-	every_allocation_failure(true);
+	every_allocation_failure(1);
+}
+
+/* The same with augmentation layers (their work buffers, when training). */
+static void
+test_every_allocation_failure_augment(void **state)
+{
+	(void) state;
+	every_allocation_failure(2);
 }
 
 int
@@ -874,6 +1134,8 @@ main(void)
 		cmocka_unit_test(test_sequence_param_counts),
 		cmocka_unit_test(test_sequence_init),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_augment_options),
+		cmocka_unit_test(test_augment_messages),
 		cmocka_unit_test(test_bad_specs),
 		cmocka_unit_test(test_create_over_budget),
 		cmocka_unit_test(test_huge_dims),
@@ -881,6 +1143,7 @@ main(void)
 		cmocka_unit_test(test_prepare_overflow_without_weights),
 		cmocka_unit_test(test_every_allocation_failure),
 		cmocka_unit_test(test_every_allocation_failure_sequence),
+		cmocka_unit_test(test_every_allocation_failure_augment),
 	};
 
 	return NT_RUN(tests);
