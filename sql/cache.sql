@@ -154,7 +154,7 @@ SELECT cache_models();
 
 -- a budget that holds any two of three equal models (about 0.4 MB each):
 -- loading a third drops the least recently used
-SELECT count(nn_create('cache_m' || i, '[{"type": "dense", "units": 750, "activation": "relu"},
+SELECT count(nn_create('cache_m' || i, '[{"type": "dense", "units": 1500, "activation": "relu"},
                                          {"type": "dense", "units": 4}]', '{64}', i))
 FROM generate_series(1, 3) i;
 CREATE TABLE cache_m_in AS

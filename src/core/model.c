@@ -585,6 +585,13 @@ nn_model_set_training(nn_model *m, const nn_optimizer_spec *opt,
 			return nn_fail(err, NN_ERR_SPEC, -1,
 						   "class weight %d must be a non-negative number", i);
 
+	if (m->grads == NULL)
+	{
+		m->grads = nn_alloc_bytes(a, sizeof(float) * m->n_params);
+		if (m->grads == NULL)
+			return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+		memset(m->grads, 0, sizeof(float) * m->n_params);
+	}
 	ns = nn_optimizer_slots(opt->kind);
 	if (!m->training_set || m->opt.kind != opt->kind || m->n_slots != ns)
 	{
@@ -621,6 +628,29 @@ nn_model_set_training(nn_model *m, const nn_optimizer_spec *opt,
 	m->loss = loss;
 	m->training_set = true;
 	return NN_OK;
+}
+
+/*
+ * Free what only training needs: the gradient vector, the optimizer slots
+ * and class weights.  A model kept for prediction holds its weights and
+ * statistics only (an Adam model a quarter of its trained size).  A later
+ * nn_model_set_training allocates them again, with fresh optimizer state.
+ */
+void
+nn_model_release_training(nn_model *m)
+{
+	const nn_alloc *a = &m->alloc;
+
+	nn_free_bytes(a, m->grads);
+	nn_free_bytes(a, m->slots[0]);
+	nn_free_bytes(a, m->slots[1]);
+	nn_free_bytes(a, m->class_weights);
+	m->grads = m->slots[0] = m->slots[1] = m->class_weights = NULL;
+	m->n_slots = 0;
+	m->n_class_weights = 0;
+	m->step = 0;
+	m->lr_scale = 1.0f;
+	m->training_set = false;
 }
 
 /* Forget optimizer state: the next set_training starts afresh. */

@@ -444,6 +444,13 @@ nn_status	nn_model_set_training(nn_model *model, const nn_optimizer_spec *opt,
 void		nn_model_reset_optimizer(nn_model *model);
 
 /*
+ * Free the gradients, optimizer state and class weights of a model that
+ * will only predict; nn_model_set_training brings them back (optimizer
+ * state starting afresh).
+ */
+void		nn_model_release_training(nn_model *model);
+
+/*
  * One optimizer step on a mini-batch.  x (n, in_size); y is (n) class
  * indices stored as floats for sparse losses, else (n, out_size).
  * Reports the mean (weighted) loss, summed over rows in *loss_sum, and the

@@ -266,6 +266,7 @@ query_run_begin(FunctionCallInfo fcinfo, query_run *qr, bool has_key,
 	if (qr->row.weights == NULL)
 		nnpg_model_not_built(name);
 	qr->model = nnpg_load_model(qr->row.weights, qr->cxt);
+	nn_model_release_training(qr->model);
 	qr->n_in = (int32) nn_model_input_size(qr->model);
 	qr->n_out = (int32) nn_model_output_size(qr->model);
 	memset(&err, 0, sizeof(err));

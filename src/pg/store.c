@@ -465,6 +465,8 @@ nnpg_cached_model(FunctionCallInfo fcinfo, text *name_text,
 		modelcxt = AllocSetContextCreate(caller, "nnpg cached model",
 										 ALLOCSET_DEFAULT_SIZES);
 		model = nnpg_load_model(row.weights, modelcxt);
+		/* it only predicts: keep weights, not gradients and optimizer state */
+		nn_model_release_training(model);
 		found = victim_slot();
 		slot = &cache_slots[found];
 		if (slot->used)

@@ -432,6 +432,51 @@ test_weights_only_has_no_training_state(void **state)
 	free(buf);
 }
 
+/*
+ * A model released for prediction predicts as before, serializes as the
+ * weights-only bytes, refuses a training step until it is configured
+ * again, and then trains from fresh optimizer state.
+ */
+static void
+test_release_training(void **state)
+{
+	nn_model   *m = make_small(true);
+	size_t		len,
+				len_r;
+	uint8_t    *weights = nt_serialize(m, false, &len);
+	uint8_t    *released;
+	nn_optimizer_spec o;
+	nn_error	err;
+	float		x[2] = {0.1f, 0.2f},
+				y[1] = {1},
+				before[2],
+				after[2];
+	double		loss = 0;
+	int64_t		correct = 0;
+
+	(void) state;
+	assert_ok(nn_model_prepare(m, 1, false, 0, &err), &err);
+	assert_ok(nn_model_predict(m, before, x, 1, &err), &err);
+	nn_model_release_training(m);
+	assert_null(nn_model_grads(m));
+	assert_ok(nn_model_predict(m, after, x, 1, &err), &err);
+	assert_memory_equal(before, after, sizeof(before));
+	released = nt_serialize(m, true, &len_r);
+	assert_int_equal(len_r, len);
+	assert_memory_equal(released, weights, len);
+	assert_int_not_equal(nn_model_train_batch(m, x, y, 1, NULL, &loss,
+											  &correct, &err), NN_OK);
+	nn_optimizer_spec_init(&o, NN_OPT_ADAM, 0.01f);
+	assert_ok(nn_model_set_training(m, &o, NN_LOSS_SPARSE_CATEGORICAL_CE, NULL,
+									0, &err), &err);
+	assert_ok(nn_model_train_batch(m, x, y, 1, NULL, &loss, &correct, &err),
+			  &err);
+	assert_int_equal(nn_model_step_count(m), 1);
+	nn_model_free(m);
+	free(weights);
+	free(released);
+}
+
 /* A buffer shorter than the serialized size is refused, not overrun. */
 static void
 test_serialize_small_buffer(void **state)
@@ -1444,6 +1489,7 @@ main(void)
 		cmocka_unit_test(test_round_trip_seed_cnn),
 		cmocka_unit_test(test_layer_records_as_documented),
 		cmocka_unit_test(test_weights_only_has_no_training_state),
+		cmocka_unit_test(test_release_training),
 		cmocka_unit_test(test_serialize_small_buffer),
 		cmocka_unit_test(test_every_truncation),
 		cmocka_unit_test(test_every_bit_flip),
