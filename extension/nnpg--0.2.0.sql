@@ -70,8 +70,8 @@ COMMENT ON COLUMN nnpg.models.params IS 'number of trainable and adapted paramet
 /*
  * Model bytes are float32 weights (and optimizer state), which pglz almost
  * never shrinks by the quarter it needs: it would read every byte of every
- * version written (a third of the time nn_fit took to store an 8 MB model)
- * to keep them uncompressed anyway.  Stored out of line as they are.
+ * version written only to keep them uncompressed.  Stored out of line as
+ * they are.
  */
 ALTER TABLE nnpg.models ALTER COLUMN weights SET STORAGE EXTERNAL;
 

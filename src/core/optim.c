@@ -181,8 +181,7 @@ typedef struct step_rule
 /*
  * The update of parameters [i0, i1); returns nonzero when a weight or slot
  * is no longer finite.  One rule per loop, so that each vectorizes, also
- * for AVX2 (the step is memory- and divide-bound: Adam on 101,770
- * parameters 95 -> 43 us a step on one thread).
+ * for AVX2: the step is bound by memory and divisions, not by arithmetic.
  */
 static NN_SIMD uint32_t
 update_block(const step_rule *r, float *restrict w, const float *restrict g,
