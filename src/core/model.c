@@ -408,45 +408,63 @@ add_buffer(size_t *total, size_t count, size_t elem, int32_t batch)
 		nn_size_add(total, *total, b);
 }
 
-/* Count one layer's buffers for batches of B rows into *total. */
-static bool
-count_layer(const nn_layer *l, bool training, int32_t B, size_t *total)
-{
-	nn_layer_buffers b;
+#define LAYER_BUFFERS 6
 
-	nn_layer_buffers_of(l, training, &b);
-	return (nn_layer_is_identity(l, training) ||
-			add_buffer(total, l->out_size, sizeof(float), B)) &&
-		add_buffer(total, b.col, sizeof(float), B) &&
-		add_buffer(total, b.kernel, sizeof(float), 1) &&
-		add_buffer(total, b.argmax, sizeof(int32_t), B) &&
-		add_buffer(total, b.work, sizeof(float), B) &&
-		add_buffer(total, b.mask, sizeof(float), B);
-}
-
-/* n elements of size elem, or NULL when n is 0; false when out of memory. */
-static bool
-alloc_buffer(const nn_alloc *a, void **p, size_t n, size_t elem)
+/* One buffer of a layer: its pointer, elements per batch row (or in all
+ * when once) and their size. */
+typedef struct buffer_plan
 {
-	*p = n > 0 ? nn_alloc_bytes(a, n * elem) : NULL;
-	return n == 0 || *p != NULL;
-}
+	void	  **ptr;
+	size_t		count;
+	size_t		elem;
+	bool		once;
+} buffer_plan;
 
-/* Allocate one layer's buffers for batches of B rows. */
-static bool
-alloc_layer(nn_model *m, nn_layer *l, bool training, int32_t B)
+/* A layer's buffers in the mode: one list for counting and allocating. */
+static void
+layer_plan(nn_layer *l, bool training, buffer_plan p[LAYER_BUFFERS])
 {
-	const nn_alloc *a = &m->alloc;
 	nn_layer_buffers b;
 	size_t		out = nn_layer_is_identity(l, training) ? 0 : l->out_size;
 
 	nn_layer_buffers_of(l, training, &b);
-	return alloc_buffer(a, (void **) &l->ybuf, out * B, sizeof(float)) &&
-		alloc_buffer(a, (void **) &l->col, b.col * B, sizeof(float)) &&
-		alloc_buffer(a, (void **) &l->wt, b.kernel, sizeof(float)) &&
-		alloc_buffer(a, (void **) &l->argmax, b.argmax * B, sizeof(int32_t)) &&
-		alloc_buffer(a, (void **) &l->work, b.work * B, sizeof(float)) &&
-		alloc_buffer(a, (void **) &l->mask, b.mask * B, sizeof(float));
+	p[0] = (buffer_plan) {(void **) &l->ybuf, out, sizeof(float), false};
+	p[1] = (buffer_plan) {(void **) &l->col, b.col, sizeof(float), false};
+	p[2] = (buffer_plan) {(void **) &l->wt, b.kernel, sizeof(float), true};
+	p[3] = (buffer_plan) {(void **) &l->argmax, b.argmax, sizeof(int32_t), false};
+	p[4] = (buffer_plan) {(void **) &l->work, b.work, sizeof(float), false};
+	p[5] = (buffer_plan) {(void **) &l->mask, b.mask, sizeof(float), false};
+}
+
+/* Count one layer's buffers for batches of B rows into *total. */
+static bool
+count_layer(nn_layer *l, bool training, int32_t B, size_t *total)
+{
+	buffer_plan p[LAYER_BUFFERS];
+
+	layer_plan(l, training, p);
+	for (int i = 0; i < LAYER_BUFFERS; i++)
+		if (!add_buffer(total, p[i].count, p[i].elem, p[i].once ? 1 : B))
+			return false;
+	return true;
+}
+
+/* Allocate one layer's buffers (already counted) for batches of B rows. */
+static bool
+alloc_layer(nn_model *m, nn_layer *l, bool training, int32_t B)
+{
+	buffer_plan p[LAYER_BUFFERS];
+
+	layer_plan(l, training, p);
+	for (int i = 0; i < LAYER_BUFFERS; i++)
+	{
+		size_t		n = p[i].count * (p[i].once ? 1 : (size_t) B);
+
+		*p[i].ptr = n > 0 ? nn_alloc_bytes(&m->alloc, n * p[i].elem) : NULL;
+		if (n > 0 && *p[i].ptr == NULL)
+			return false;
+	}
+	return true;
 }
 
 /* Size (and allocate) work buffers for batches of up to max_batch rows. */
