@@ -12,7 +12,9 @@
  * as Keras), and the moving averages become m = m momentum + stat (1 -
  * momentum), Keras's update with the biased variance too; at inference
  * the moving averages replace the batch statistics.  The backward pass is
- * the full batch-norm gradient through the batch statistics.  gamma is the
+ * the full batch-norm gradient through the batch statistics.  A frozen
+ * layer ("trainable": false) normalizes with the moving averages also in
+ * training and leaves them as they are, as Keras does.  gamma is the
  * layer's kernel, beta its bias; the moving mean and variance are its
  * state.
  * https://keras.io/api/layers/normalization_layers/batch_normalization/
@@ -26,7 +28,7 @@
 
 static const nn_kind_option batchnorm_options[] = {
 	NN_TAKES(NN_OPTION_EPSILON, .def = 1e-3),
-	NN_TAKES(NN_OPTION_MOMENTUM, .def = 0.99),
+	NN_TAKES(NN_OPTION_MOMENTUM, .def = 0.99),	NN_TAKES(NN_OPTION_TRAINABLE, .def = 1),
 };
 
 /* gamma and beta of C channels. */
@@ -65,6 +67,33 @@ batchnorm_params(const nn_layer *l)
 	return 4 * (int64_t) l->channels;
 }
 
+/*
+ * A frozen layer in training: the moving statistics normalize, as at
+ * inference, and stay as they are; xhat and 1 / sqrt(var + eps) are kept
+ * for the backward pass.
+ */
+static void
+frozen_forward(nn_model *m, nn_layer *l, int32_t n)
+{
+	int32_t		C = l->channels;
+	size_t		total = l->in_size * n;
+	const float *gamma = m->params + l->w_off;
+	const float *beta = m->params + l->b_off;
+	const float *mmean = m->state + l->s_off;
+	const float *mvar = mmean + C;
+	float	   *xhat = l->work;
+	float	   *istd = l->work + (size_t) m->batch_cap * l->in_size + C;
+
+	for (int32_t c = 0; c < C; c++)
+		istd[c] = 1.0f / sqrtf(mvar[c] + l->spec.epsilon);
+	for (size_t i = 0; i < total; i += C)
+		for (int32_t c = 0; c < C; c++)
+		{
+			xhat[i + c] = (l->x[i + c] - mmean[c]) * istd[c];
+			l->ybuf[i + c] = gamma[c] * xhat[i + c] + beta[c];
+		}
+}
+
 /* Batch (training) or moving-average (inference) batch normalization. */
 static nn_status
 batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
@@ -87,6 +116,11 @@ batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 			for (int32_t c = 0; c < C; c++)
 				l->ybuf[i + c] = gamma[c] * (x[i + c] - mmean[c]) /
 					sqrtf(mvar[c] + eps) + beta[c];
+		return NN_OK;
+	}
+	if (!l->spec.trainable)
+	{
+		frozen_forward(m, l, n);
 		return NN_OK;
 	}
 	{
@@ -129,7 +163,8 @@ batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 /*
  * Backward of training-mode batchnorm, per channel over R rows:
  * dgamma = sum dy xhat, dbeta = sum dy,
- * dx = gamma istd / R (R dy - dbeta - xhat dgamma).
+ * dx = gamma istd / R (R dy - dbeta - xhat dgamma);
+ * frozen (fixed statistics): dx = gamma istd dy.
  */
 static void
 batchnorm_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
@@ -155,7 +190,10 @@ batchnorm_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 		}
 		dgamma[c] = (float) dg;
 		dbeta[c] = (float) db;
-		if (dx)
+		if (dx && !l->spec.trainable)
+			for (size_t i = c; i < total; i += C)
+				dx[i] = gamma[c] * istd[c] * dy[i];
+		else if (dx)
 		{
 			double		k = (double) gamma[c] * istd[c] / rows;
 

@@ -33,7 +33,7 @@ static const nn_kind_option conv2d_options[] = {
 	NN_TAKES(NN_OPTION_ALPHA, .def = 0),
 	NN_TAKES(NN_OPTION_USE_BIAS, .def = 1),
 	NN_TAKES(NN_OPTION_L1, .def = 0),
-	NN_TAKES(NN_OPTION_L2, .def = 0),
+	NN_TAKES(NN_OPTION_L2, .def = 0),	NN_TAKES(NN_OPTION_TRAINABLE, .def = 1),
 };
 
 /* Output (OH, OW, F), kernel and bias lengths, and the Winograd choice. */

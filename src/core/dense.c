@@ -19,7 +19,7 @@ static const nn_kind_option dense_options[] = {
 	NN_TAKES(NN_OPTION_ALPHA, .def = 0),
 	NN_TAKES(NN_OPTION_USE_BIAS, .def = 1),
 	NN_TAKES(NN_OPTION_L1, .def = 0),
-	NN_TAKES(NN_OPTION_L2, .def = 0),
+	NN_TAKES(NN_OPTION_L2, .def = 0),	NN_TAKES(NN_OPTION_TRAINABLE, .def = 1),
 };
 
 /* Output (units) and tensor lengths; the input must be flat. */

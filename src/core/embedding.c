@@ -17,7 +17,7 @@
 
 static const nn_kind_option embedding_options[] = {
 	NN_TAKES(NN_OPTION_INPUT_DIM, .required = true),
-	NN_TAKES(NN_OPTION_OUTPUT_DIM, .required = true),
+	NN_TAKES(NN_OPTION_OUTPUT_DIM, .required = true),	NN_TAKES(NN_OPTION_TRAINABLE, .def = 1),
 };
 
 /* (T) ids -> (T, output_dim). */

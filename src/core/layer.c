@@ -96,6 +96,9 @@ const nn_option nn_options[NN_OPTION_COUNT] = {
 	0, 3, -FLT_MAX, FLT_MAX, 0, NULL},
 	[NN_OPTION_STDDEV] = {"stddev", NN_VAL_FLOAT, FIELD(stddev), 0, 3,
 	0, FLT_MAX, 0, NULL},
+	/* weightless kinds hold true, as Keras's layers do */
+	[NN_OPTION_TRAINABLE] = {"trainable", NN_VAL_BOOL, FIELD(trainable),
+	NN_OPTION_QUIET, 3, 0, 1, 1, NULL},
 };
 
 /* A shape option is the rank followed by the dimensions. */

@@ -113,6 +113,17 @@ nn_spec_check(const nn_model_spec *spec, nn_error *err)
 	return nn_spec_counts(spec, &np, &ns, err);
 }
 
+/*
+ * A layer's parameters (kernel, recurrent kernel, bias, in this order):
+ * how many, and where the first is (*off).
+ */
+int64_t
+nn_layer_span(const nn_layer *l, int64_t *off)
+{
+	*off = l->w_len > 0 ? l->w_off : l->r_len > 0 ? l->r_off : l->b_off;
+	return l->w_len + l->r_len + l->b_len;
+}
+
 static void
 free_buffers(nn_model *m)
 {
@@ -161,6 +172,7 @@ nn_model_free(nn_model *m)
 	nn_free_bytes(&a, m->slots[1]);
 	nn_free_bytes(&a, m->state);
 	nn_free_bytes(&a, m->class_weights);
+	nn_free_bytes(&a, m->distill_buf);
 	nn_free_bytes(&a, m);
 }
 
@@ -177,6 +189,7 @@ nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 	size_t		np = 0,
 				ns = 0,
 				bytes;
+	int64_t		nt;
 	nn_status	st;
 
 	*out = NULL;
@@ -223,6 +236,16 @@ nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 			ns += 2 * (size_t) l->channels;
 		}
 	}
+	nt = 0;
+	for (int i = 0; i < spec->n_layers; i++)
+	{
+		nn_layer   *l = &layers[i];
+		int64_t		off,
+					len = nn_layer_span(l, &off);
+
+		l->t_off = len > 0 && l->spec.trainable ? nt : -1;
+		nt += l->t_off >= 0 ? len : 0;
+	}
 
 	m = nn_alloc_bytes(alloc, sizeof(nn_model));
 	if (m == NULL)
@@ -237,6 +260,7 @@ nn_model_build(nn_model **out, const nn_model_spec *spec, size_t max_bytes,
 	m->spec = *spec;
 	m->spec.layers = nn_alloc_bytes(alloc, sizeof(nn_layer_spec) * spec->n_layers);
 	m->n_params = (int64_t) np;
+	m->n_train = nt;
 	m->n_state = (int64_t) ns;
 	m->params = nn_alloc_bytes(alloc, np * sizeof(float));
 	m->grads = nn_alloc_bytes(alloc, np * sizeof(float));
@@ -289,6 +313,78 @@ nn_model_create(nn_model **out, const nn_model_spec *spec, uint64_t seed,
 	return NN_OK;
 }
 
+/* The spec of a transfer: keep layers of base, frozen when freeze, then
+ * top's; alloc'd layers. */
+static nn_status
+transfer_spec(nn_model_spec *spec, const nn_model *base, int32_t keep,
+			  const nn_model_spec *top, bool freeze, const nn_alloc *alloc,
+			  nn_error *err)
+{
+	int32_t		n = keep + top->n_layers;
+
+	if (keep < 1 || keep > base->n_layers)
+		return nn_fail(err, NN_ERR_SPEC, -1,
+					   "the base model has %d layers: keep 1 to %d of them, not %d",
+					   base->n_layers, base->n_layers, keep);
+	if (n > NN_MAX_LAYERS)
+		return nn_fail(err, NN_ERR_SPEC, -1, "a model has at most %d layers",
+					   NN_MAX_LAYERS);
+	*spec = base->spec;
+	spec->n_layers = n;
+	spec->layers = nn_alloc_bytes(alloc, sizeof(nn_layer_spec) * n);
+	if (spec->layers == NULL)
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	memcpy(spec->layers, base->spec.layers, sizeof(nn_layer_spec) * keep);
+	if (top->n_layers > 0)
+		memcpy(spec->layers + keep, top->layers,
+			   sizeof(nn_layer_spec) * top->n_layers);
+	for (int32_t i = 0; i < keep && freeze; i++)
+		if (base->layers[i].w_len + base->layers[i].r_len +
+			base->layers[i].b_len > 0)
+			spec->layers[i].trainable = false;
+	return NN_OK;
+}
+
+/*
+ * A new model made of the first keep layers of base, with their weights,
+ * statistics and adaptation (frozen when freeze), followed by top's layers
+ * initialised from seed.  The input shape is base's.
+ */
+nn_status
+nn_model_transfer(nn_model **out, const nn_model *base, int32_t keep,
+				  const nn_model_spec *top, bool freeze, uint64_t seed,
+				  size_t max_bytes, const nn_alloc *alloc, nn_error *err)
+{
+	nn_model_spec spec;
+	nn_model   *m;
+	nn_status	st;
+
+	*out = NULL;
+	if ((st = transfer_spec(&spec, base, keep, top, freeze, alloc, err)) != NN_OK)
+		return st;
+	st = nn_model_create(&m, &spec, seed, max_bytes, alloc, err);
+	nn_free_bytes(alloc, spec.layers);
+	if (st != NN_OK)
+		return st;
+	for (int32_t i = 0; i < keep; i++)
+	{
+		const nn_layer *from = &base->layers[i];
+		nn_layer   *to = &m->layers[i];
+		int64_t		src,
+					dst,
+					len = nn_layer_span(from, &src);
+
+		nn_layer_span(to, &dst);
+		memcpy(m->params + dst, base->params + src, sizeof(float) * len);
+		if (nn_layer_has_state(from->spec.kind))
+			memcpy(m->state + to->s_off, base->state + from->s_off,
+				   sizeof(float) * 2 * from->channels);
+		to->spec.adapted = m->spec.layers[i].adapted = from->spec.adapted;
+	}
+	*out = m;
+	return NN_OK;
+}
+
 const nn_model_spec *
 nn_model_get_spec(const nn_model *m)
 {
@@ -316,6 +412,12 @@ nn_model_param_count(const nn_model *m)
 	for (int i = 0; i < m->n_layers; i++)
 		n += nn_layer_keras_params(&m->layers[i]);
 	return n;
+}
+
+int64_t
+nn_model_trainable_count(const nn_model *m)
+{
+	return m->n_train;
 }
 
 /*
@@ -348,6 +450,8 @@ nn_model_layer_info(const nn_model *m, int i, nn_layer_info *info)
 	info->rank = l->out_rank;
 	memcpy(info->shape, l->out_shape, sizeof(info->shape));
 	info->params = nn_layer_keras_params(l);
+	info->has_weights = l->w_len + l->r_len + l->b_len > 0;
+	info->trainable = l->t_off >= 0;
 }
 
 float *
@@ -566,6 +670,23 @@ forward(nn_model *m, const float **out, const float *x, int32_t n, int upto,
 	return NN_OK;
 }
 
+nn_status
+nn_model_forward(nn_model *m, const float **out, const float *x, int32_t n,
+				 nn_error *err)
+{
+	nn_status	st;
+
+	if ((st = check_batch(m, n, false, err)) != NN_OK)
+		return st;
+	return forward(m, out, x, n, m->n_layers, false, NULL, err);
+}
+
+const float *
+nn_model_logits(const nn_model *m)
+{
+	return output_layer(m)->logits;
+}
+
 /* Inference on n rows. */
 nn_status
 nn_model_predict(nn_model *m, float *out, const float *x, int32_t n,
@@ -574,9 +695,7 @@ nn_model_predict(nn_model *m, float *out, const float *x, int32_t n,
 	nn_status	st;
 	const float *y;
 
-	if ((st = check_batch(m, n, false, err)) != NN_OK)
-		return st;
-	if ((st = forward(m, &y, x, n, m->n_layers, false, NULL, err)) != NN_OK)
+	if ((st = nn_model_forward(m, &y, x, n, err)) != NN_OK)
 		return st;
 	memcpy(out, y, sizeof(float) * nn_model_output_size(m) * n);
 	return NN_OK;
@@ -623,10 +742,10 @@ nn_model_set_training(nn_model *m, const nn_optimizer_spec *opt,
 			float		init = opt->kind == NN_OPT_ADAGRAD ?
 				opt->initial_accumulator : 0.0f;
 
-			m->slots[i] = nn_alloc_bytes(a, sizeof(float) * m->n_params);
+			m->slots[i] = nn_alloc_bytes(a, sizeof(float) * m->n_train);
 			if (m->slots[i] == NULL)
 				return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
-			for (int64_t j = 0; j < m->n_params; j++)
+			for (int64_t j = 0; j < m->n_train; j++)
 				m->slots[i][j] = init;
 		}
 		m->n_slots = ns;
@@ -649,8 +768,8 @@ nn_model_set_training(nn_model *m, const nn_optimizer_spec *opt,
 }
 
 /*
- * Free what only training needs: the gradient vector, the optimizer slots
- * and class weights.  A model kept for prediction holds its weights and
+ * Free what only training needs: the gradient vector, the optimizer slots,
+ * class weights and the teacher's scratch.  A model kept for prediction holds its weights and
  * statistics only (an Adam model a quarter of its trained size).  A later
  * nn_model_set_training allocates them again, with fresh optimizer state.
  */
@@ -669,6 +788,9 @@ nn_model_release_training(nn_model *m)
 	m->step = 0;
 	m->lr_scale = 1.0f;
 	m->training_set = false;
+	nn_free_bytes(a, m->distill_buf);
+	m->distill_buf = NULL;
+	m->teacher = NULL;
 }
 
 /* Forget optimizer state: the next set_training starts afresh. */
@@ -682,7 +804,7 @@ nn_model_reset_optimizer(nn_model *m)
 		float		init = m->opt.kind == NN_OPT_ADAGRAD ?
 			m->opt.initial_accumulator : 0.0f;
 
-		for (int64_t j = 0; j < m->n_params; j++)
+		for (int64_t j = 0; j < m->n_train; j++)
 			m->slots[i][j] = init;
 	}
 }
@@ -722,6 +844,8 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 
 		st = nn_loss_compute(m->dloss, &batch_loss, correct, &lb, err);
 	}
+	if (st == NN_OK && m->teacher)
+		st = nn_distill_batch(m, x, n, &batch_loss, err);
 	if (st != NN_OK)
 	{
 		if (st == NN_ERR_NUMERIC)
@@ -732,7 +856,7 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 	/* input gradients are needed only above the first trainable layer */
 	first_trainable = m->n_layers;
 	for (int i = 0; i < m->n_layers; i++)
-		if (m->layers[i].w_len > 0 || m->layers[i].b_len > 0)
+		if (m->layers[i].t_off >= 0)
 		{
 			first_trainable = i;
 			break;

@@ -195,6 +195,8 @@ typedef struct nn_layer_spec
 	float		value_range[2]; /* random_brightness: [low, high], default
 								 * [0, 1] */
 	float		stddev;			/* gaussian_noise */
+	bool		trainable;		/* layers with weights: false freezes them
+								 * (and a batchnorm's moving statistics) */
 } nn_layer_spec;
 
 typedef struct nn_model_spec
@@ -394,6 +396,18 @@ nn_status	nn_model_create(nn_model **out, const nn_model_spec *spec,
 void		nn_model_free(nn_model *model);
 
 /*
+ * Transfer learning: a new model of base's first keep layers (1 ..
+ * layers), with their weights and statistics, frozen ("trainable": false)
+ * when freeze, followed by the layers of top (may have none) initialised
+ * from seed as nn_model_create does.  The input shape is base's; top's is
+ * ignored.  NN_ERR_SPEC when keep is out of range or the layers do not fit.
+ */
+nn_status	nn_model_transfer(nn_model **out, const nn_model *base,
+							  int32_t keep, const nn_model_spec *top,
+							  bool freeze, uint64_t seed, size_t max_bytes,
+							  const nn_alloc *alloc, nn_error *err);
+
+/*
  * Validate a spec and infer shapes without allocating weights: NN_ERR_SPEC
  * naming the layer, or NN_ERR_LIMIT when sizes overflow.
  */
@@ -404,6 +418,8 @@ const nn_model_spec *nn_model_get_spec(const nn_model *model);
 size_t		nn_model_input_size(const nn_model *model);
 size_t		nn_model_output_size(const nn_model *model);
 int64_t		nn_model_param_count(const nn_model *model);
+/* Parameters the optimizer updates: those of the layers not frozen. */
+int64_t		nn_model_trainable_count(const nn_model *model);
 /* Activation of the last layer that has one (for loss inference). */
 nn_activation nn_model_output_activation(const nn_model *model);
 
@@ -413,6 +429,8 @@ typedef struct nn_layer_info
 	int32_t		rank;
 	int32_t		shape[NN_MAX_RANK];		/* output shape */
 	int64_t		params;
+	bool		has_weights;	/* a kernel, recurrent kernel or bias */
+	bool		trainable;		/* has weights and is not frozen */
 } nn_layer_info;
 
 void		nn_model_layer_info(const nn_model *model, int layer, nn_layer_info *info);
@@ -442,6 +460,19 @@ nn_status	nn_model_set_training(nn_model *model, const nn_optimizer_spec *opt,
 
 /* Discard optimizer state (step count and slots). */
 void		nn_model_reset_optimizer(nn_model *model);
+
+/*
+ * Knowledge distillation: from now on each training batch also runs
+ * teacher (forward only, not owned, outliving its use) and the loss
+ * becomes alpha (the loss) + (1 - alpha) T^2 KL(softmax(teacher logits /
+ * T) || softmax(student logits / T)).  Both need the same input and output
+ * sizes and a softmax or linear last layer (the student's softmax with a
+ * cross-entropy loss); NN_ERR_SPEC otherwise.  NULL stops distilling.
+ * Call after nn_model_set_training.
+ */
+nn_status	nn_model_set_teacher(nn_model *model, nn_model *teacher,
+								 float temperature, float alpha,
+								 nn_error *err);
 
 /*
  * Free the gradients, optimizer state and class weights of a model that

@@ -50,6 +50,9 @@ typedef struct nn_layer
 	int64_t		b_len;
 	int64_t		r_off;			/* rnn layers: recurrent kernel (units, G units) */
 	int64_t		r_len;
+	/* all of them, w then r then b, at t_off of the optimizer slots (-1:
+	 * frozen or weightless) */
+	int64_t		t_off;
 	/* normalize, batchnorm: per-channel statistics in the model's state vector */
 	int64_t		s_off;			/* mean at s_off, variance at s_off + C */
 	int32_t		channels;
@@ -163,6 +166,7 @@ typedef enum nn_option_id
 	NN_OPTION_WIDTH,
 	NN_OPTION_VALUE_RANGE,
 	NN_OPTION_STDDEV,
+	NN_OPTION_TRAINABLE,
 	NN_OPTION_COUNT
 } nn_option_id;
 
@@ -196,8 +200,9 @@ struct nn_model
 	int64_t		n_params;
 	float	   *params;
 	float	   *grads;
-	float	   *slots[2];		/* optimizer state, n_params each */
+	float	   *slots[2];		/* optimizer state, n_train each */
 	int32_t		n_slots;
+	int64_t		n_train;		/* parameters of the trainable layers */
 	int64_t		n_state;		/* non-trainable values (normalize) */
 	float	   *state;
 	/* work buffers */
@@ -215,6 +220,11 @@ struct nn_model
 	int64_t		step;
 	float		lr_scale;		/* reduce-on-plateau multiplier */
 	double		penalty;		/* L1/L2 of the last gradient computation */
+	/* distillation (distill.c): the teacher, not owned; 3 k doubles */
+	nn_model   *teacher;
+	float		temperature;
+	float		distill_alpha;
+	double	   *distill_buf;
 };
 
 /* spec validation with parameter and statistics counts (model.c) */
@@ -223,6 +233,17 @@ nn_status	nn_spec_counts(const nn_model_spec *spec, size_t *n_params,
 nn_status	nn_model_build(nn_model **out, const nn_model_spec *spec,
 						   size_t max_bytes, const nn_alloc *alloc,
 						   nn_error *err);
+/* Inference forward of n rows; *out is the output layer's buffer. */
+nn_status	nn_model_forward(nn_model *m, const float **out, const float *x,
+							 int32_t n, nn_error *err);
+/* The output layer's pre-activation of the last forward (softmax and
+ * sigmoid outputs), else NULL. */
+const float *nn_model_logits(const nn_model *m);
+/* The teacher's part of a training batch (distill.c). */
+nn_status	nn_distill_batch(nn_model *m, const float *x, int32_t n,
+							 double *batch_loss, nn_error *err);
+/* A layer's parameters: their count, the first at *off. */
+int64_t		nn_layer_span(const nn_layer *l, int64_t *off);
 
 /* errors */
 nn_status	nn_fail(nn_error *err, nn_status status, int layer,

@@ -125,7 +125,10 @@ nn_schedule_lr(const nn_optimizer_spec *opt, int64_t step)
 	return (float) (opt->learning_rate * pow(opt->decay_rate, e));
 }
 
-/* Add L1/L2 penalty gradients of kernels; returns the penalty value. */
+/*
+ * Add L1/L2 penalty gradients of trainable kernels; returns the penalty
+ * value (frozen kernels add none, as in Keras).
+ */
 double
 nn_penalty_grads(nn_model *m)
 {
@@ -139,7 +142,7 @@ nn_penalty_grads(nn_model *m)
 		const float *w;
 		float	   *g;
 
-		if (l->w_len <= 0 || (l1 == 0.0f && l2 == 0.0f))
+		if (l->w_len <= 0 || l->t_off < 0 || (l1 == 0.0f && l2 == 0.0f))
 			continue;
 		w = m->params + l->w_off;
 		g = m->grads + l->w_off;
@@ -251,54 +254,114 @@ update_block(const step_rule *r, float *restrict w, const float *restrict g,
 #define STEP_BLOCK 4096
 
 /*
- * Clipping, then one update of every parameter.  Returns false when an
- * updated weight or optimizer slot is no longer finite (the caller reports
- * it; the model is then unusable and is not to be saved).
+ * A run of trainable parameters: n of them from parameter p, with their
+ * optimizer state from slot element s.  Frozen layers have no slots, so a
+ * run ends where one lies between; a model without frozen layers is one
+ * run.
+ */
+typedef struct run
+{
+	int64_t		p,
+				s,
+				n;
+} run;
+
+/* The run that starts at the first trainable layer from *i on; *i moves
+ * past it.  False when no trainable layer is left. */
+static bool
+next_run(const nn_model *m, int *i, run *r)
+{
+	while (*i < m->n_layers && m->layers[*i].t_off < 0)
+		(*i)++;
+	if (*i >= m->n_layers)
+		return false;
+	r->s = m->layers[*i].t_off;
+	r->n = nn_layer_span(&m->layers[*i], &r->p);
+	for ((*i)++; *i < m->n_layers; (*i)++)
+	{
+		const nn_layer *l = &m->layers[*i];
+		int64_t		off,
+					len = nn_layer_span(l, &off);
+
+		if (len == 0)
+			continue;
+		if (l->t_off != r->s + r->n || off != r->p + r->n)
+			break;
+		r->n += len;
+	}
+	return true;
+}
+
+/* clipvalue on each gradient, then clipnorm on their global norm. */
+static void
+clip_gradients(nn_model *m)
+{
+	const nn_optimizer_spec *o = &m->opt;
+	double		ss = 0.0;
+	float		f;
+	run			r;
+
+	if (o->clipvalue > 0.0f)
+		for (int i = 0; next_run(m, &i, &r);)
+			for (int64_t j = r.p; j < r.p + r.n; j++)
+				m->grads[j] = fminf(fmaxf(m->grads[j], -o->clipvalue), o->clipvalue);
+	if (o->clipnorm <= 0.0f)
+		return;
+	for (int i = 0; next_run(m, &i, &r);)
+		for (int64_t j = r.p; j < r.p + r.n; j++)
+			ss += (double) m->grads[j] * m->grads[j];
+	if (sqrt(ss) <= o->clipnorm)
+		return;
+	f = (float) (o->clipnorm / sqrt(ss));
+	for (int i = 0; next_run(m, &i, &r);)
+		for (int64_t j = r.p; j < r.p + r.n; j++)
+			m->grads[j] *= f;
+}
+
+/* The update of one run, in blocks over the threads. */
+static uint32_t
+update_run(const step_rule *rule, nn_model *m, const run *r)
+{
+	float	   *w = m->params + r->p;
+	float	   *g = m->grads + r->p;
+	float	   *s0 = m->n_slots > 0 ? m->slots[0] + r->s : NULL;
+	float	   *s1 = m->n_slots > 1 ? m->slots[1] + r->s : NULL;
+	int64_t		blocks = (r->n + STEP_BLOCK - 1) / STEP_BLOCK;
+	uint32_t	bad = 0;
+
+#pragma omp parallel for schedule(static) reduction(|:bad) if (r->n > PARALLEL_MIN)
+	for (int64_t b = 0; b < blocks; b++)
+		bad |= update_block(rule, w, g, s0, s1, b * STEP_BLOCK,
+							b == blocks - 1 ? r->n : (b + 1) * STEP_BLOCK);
+	return bad;
+}
+
+/*
+ * Clipping, then one update of every trainable parameter.  Returns false
+ * when an updated weight or optimizer slot is no longer finite (the caller
+ * reports it; the model is then unusable and is not to be saved).
  */
 bool
 nn_optimizer_step(nn_model *m)
 {
 	const nn_optimizer_spec *o = &m->opt;
-	float	   *w = m->params;
-	float	   *g = m->grads;
-	int64_t		n = m->n_params;
-	int64_t		blocks = (n + STEP_BLOCK - 1) / STEP_BLOCK;
 	float		lr = nn_schedule_lr(o, m->step) * m->lr_scale;
-	step_rule	r = {.kind = o->kind, .lr = lr, .momentum = o->momentum,
+	step_rule	rule = {.kind = o->kind, .lr = lr, .momentum = o->momentum,
 	.rho = o->rho, .b1 = o->beta1, .b2 = o->beta2, .eps = o->epsilon};
 	uint32_t	bad = 0;
+	run			r;
 
-	if (o->clipvalue > 0.0f)
-		for (int64_t i = 0; i < n; i++)
-			g[i] = fminf(fmaxf(g[i], -o->clipvalue), o->clipvalue);
-	if (o->clipnorm > 0.0f)
-	{
-		double		ss = 0.0;
-
-		for (int64_t i = 0; i < n; i++)
-			ss += (double) g[i] * g[i];
-		if (sqrt(ss) > o->clipnorm)
-		{
-			float		f = (float) (o->clipnorm / sqrt(ss));
-
-			for (int64_t i = 0; i < n; i++)
-				g[i] *= f;
-		}
-	}
-
+	clip_gradients(m);
 	m->step++;
 	if (o->kind == NN_OPT_ADAM || o->kind == NN_OPT_ADAMW)
 	{
 		double		t = (double) m->step;
 
-		r.lr_t = (float) (lr * sqrt(1.0 - pow(o->beta2, t)) /
-						  (1.0 - pow(o->beta1, t)));
-		r.decay = o->kind == NN_OPT_ADAMW ? lr * o->weight_decay : 0.0f;
+		rule.lr_t = (float) (lr * sqrt(1.0 - pow(o->beta2, t)) /
+							 (1.0 - pow(o->beta1, t)));
+		rule.decay = o->kind == NN_OPT_ADAMW ? lr * o->weight_decay : 0.0f;
 	}
-#pragma omp parallel for schedule(static) reduction(|:bad) if (n > PARALLEL_MIN)
-	for (int64_t b = 0; b < blocks; b++)
-		bad |= update_block(&r, w, g, m->slots[0], m->slots[1],
-							b * STEP_BLOCK,
-							b == blocks - 1 ? n : (b + 1) * STEP_BLOCK);
+	for (int i = 0; next_run(m, &i, &r);)
+		bad |= update_run(&rule, m, &r);
 	return bad == 0;
 }

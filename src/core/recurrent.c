@@ -640,7 +640,7 @@ static const nn_kind_option simple_rnn_options[] = {
 	NN_TAKES(NN_OPTION_ACTIVATION, .def = NN_ACT_TANH),
 	NN_TAKES(NN_OPTION_ALPHA, .def = 0),
 	NN_TAKES(NN_OPTION_USE_BIAS, .def = 1),
-	NN_TAKES(NN_OPTION_RETURN_SEQUENCES, .def = 0),
+	NN_TAKES(NN_OPTION_RETURN_SEQUENCES, .def = 0),	NN_TAKES(NN_OPTION_TRAINABLE, .def = 1),
 };
 
 static const nn_kind_option gated_options[] = {
@@ -649,7 +649,7 @@ static const nn_kind_option gated_options[] = {
 	NN_TAKES(NN_OPTION_ALPHA, .def = 0),
 	NN_TAKES(NN_OPTION_USE_BIAS, .def = 1),
 	NN_TAKES(NN_OPTION_RECURRENT_ACTIVATION, .def = NN_ACT_SIGMOID),
-	NN_TAKES(NN_OPTION_RETURN_SEQUENCES, .def = 0),
+	NN_TAKES(NN_OPTION_RETURN_SEQUENCES, .def = 0),	NN_TAKES(NN_OPTION_TRAINABLE, .def = 1),
 };
 
 static const rnn_cell simple_cell = {1, false, false, simple_forward,

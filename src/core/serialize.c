@@ -231,7 +231,7 @@ nn_model_serialized_size(const nn_model *m, bool with_optimizer)
 		/* kind, 10 floats, schedule, rate, steps, loss, lr scale, step */
 		n += 4 + 10 * 4 + 4 + 4 + 8 + 4 + 4 + 8;
 		n += 4 + (size_t) m->n_class_weights * 4;
-		n += 4 + (size_t) m->n_slots * (TENSOR_HEAD + (size_t) m->n_params * 4);
+		n += 4 + (size_t) m->n_slots * (TENSOR_HEAD + (size_t) m->n_train * 4);
 	}
 	return n + 4;
 }
@@ -316,7 +316,7 @@ check_finite(const nn_model *m, bool opt, nn_error *err)
 			return nn_fail(err, NN_ERR_NUMERIC, -1,
 						   "cannot save a model whose normalize statistics are not finite");
 	for (int32_t s = 0; opt && s < m->n_slots; s++)
-		for (int64_t i = 0; i < m->n_params; i++)
+		for (int64_t i = 0; i < m->n_train; i++)
 			if (!isfinite(m->slots[s][i]))
 				return nn_fail(err, NN_ERR_NUMERIC, -1,
 							   "cannot save optimizer state that is not finite");
@@ -375,7 +375,7 @@ put_optimizer(writer *w, const nn_model *m)
 		put_f32(w, m->class_weights[i]);
 	put_u32(w, (uint32_t) m->n_slots);
 	for (int32_t i = 0; i < m->n_slots; i++)
-		put_tensor(w, (uint32_t) i, ROLE_SLOT, m->slots[i], m->n_params);
+		put_tensor(w, (uint32_t) i, ROLE_SLOT, m->slots[i], m->n_train);
 }
 
 /* Serialize into buf; len must be nn_model_serialized_size(). */
@@ -517,7 +517,10 @@ get_layer(reader *r, uint32_t version, uint32_t i, nn_layer_spec *s,
 {
 	const nn_layer_type *t;
 
+	/* rows newer than the version hold their unset values */
 	memset(s, 0, sizeof(*s));
+	for (int j = 0; j < NN_OPTION_COUNT; j++)
+		nn_option_set(s, &nn_options[j], nn_options[j].unset);
 	s->kind = (nn_layer_kind) get_u32(r);
 	t = nn_layer_type_of(s->kind);
 	if (t == NULL || t->since > version)
@@ -681,9 +684,9 @@ read_slots(reader *r, nn_model *m, nn_error *err)
 	{
 		bool		squares = (k == NN_OPT_ADAGRAD || k == NN_OPT_RMSPROP) ?
 			i == 0 : (k == NN_OPT_ADAM || k == NN_OPT_ADAMW) && i == 1;
-		bool		ok = get_tensor(r, i, ROLE_SLOT, m->slots[i], m->n_params);
+		bool		ok = get_tensor(r, i, ROLE_SLOT, m->slots[i], m->n_train);
 
-		for (int64_t j = 0; ok && squares && j < m->n_params; j++)
+		for (int64_t j = 0; ok && squares && j < m->n_train; j++)
 			ok = m->slots[i][j] >= 0.0f;
 		if (!ok)
 			return CORRUPT("model bytes have a bad optimizer slot %u", i);
@@ -709,7 +712,7 @@ read_optimizer(reader *r, nn_model *m, nn_error *err)
 	if (!r->ok || step < 0 || !(lr_scale > 0.0f) || !isfinite(lr_scale) ||
 		ncw > 65536 || o.kind < 1 || o.kind > NN_OPT_MAX ||
 		(size_t) (r->end - r->p) / 4 < ncw + 1 +
-		(size_t) nn_optimizer_slots(o.kind) * ((size_t) m->n_params + 7))
+		(size_t) nn_optimizer_slots(o.kind) * ((size_t) m->n_train + 7))
 		return CORRUPT("model bytes have a bad optimizer state");
 	if (ncw > 0 && (cw = nn_alloc_bytes(&m->alloc, sizeof(float) * ncw)) == NULL)
 		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");

@@ -196,6 +196,17 @@ models(void)
 	model_file("regression_momentum.bin", reg, 1, 1, 3, 0, 0, NN_OPT_MOMENTUM,
 			   NN_LOSS_HUBER, true);
 
+	/* format version 3: a frozen kernel, whose optimizer state is not kept */
+	reg[0].trainable = false;
+	{
+		nn_layer_spec fz[2] = {reg[0], layer(NN_LAYER_DENSE)};
+
+		fz[0].units = 4;
+		fz[1].units = 1;
+		model_file("frozen_adam.bin", fz, 2, 1, 3, 0, 0, NN_OPT_ADAM,
+				   NN_LOSS_MSE, true);
+	}
+
 	/* format version 3: every augmentation kind in front of a small CNN */
 	{
 		nn_layer_spec aug[11];

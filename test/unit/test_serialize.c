@@ -1145,7 +1145,7 @@ test_v2_bit_flips(void **state)
 /* ---------- format version 3: the augmentation layers ---------- */
 
 /* Version 3 records: 41 fields; offsets of the fields version 3 added. */
-#define LAYER_REC_V3 164
+#define LAYER_REC_V3 168
 #define R_MODE 108
 #define R_HEIGHT_FACTOR 112
 #define R_WIDTH_FACTOR 120
@@ -1156,6 +1156,7 @@ test_v2_bit_flips(void **state)
 #define R_WIDTH 148
 #define R_VALUE_RANGE 152
 #define R_STDDEV 160
+#define R_TRAINABLE 164
 
 static float
 getf(const uint8_t *b, size_t off)
@@ -1192,6 +1193,7 @@ make_v3(nn_optimizer_kind opt, nn_rng *rng, float *x, int32_t n)
 	l[7] = nt_random_brightness(-0.1f, 0.1f, NAN, NAN);
 	l[8] = nt_gaussian_noise(0.05f);
 	l[9] = nt_conv(3, 2, 2, 1, 1, false, NN_ACT_TANH);
+	l[9].trainable = false;
 	l[10] = nt_plain(NN_LAYER_FLATTEN);
 	l[11] = nt_dense(3, NN_ACT_SOFTMAX);
 	spec = nt_spec(3, 6, 5, 2, l, 12);
@@ -1249,8 +1251,9 @@ test_v3_round_trip(void **state)
 		assert_int_equal(get32(r, 0), NN_LAYER_RANDOM_FLIP);
 		assert_int_equal(get32(r, 0), 18);
 		assert_int_equal(get32(r, R_MODE), NN_FLIP_BOTH);
-		for (size_t off = R_HEIGHT_FACTOR; off < LAYER_REC_V3; off += 4)
+		for (size_t off = R_HEIGHT_FACTOR; off < R_TRAINABLE; off += 4)
 			assert_int_equal(get32(r, off), 0);
+		assert_int_equal(get32(r, R_TRAINABLE), 1);
 		/* the version 1 and 2 fields keep their places and unset values */
 		assert_int_equal(get32(r, 40), 1);	/* use_bias */
 		assert_int_equal(get32(r, 80), 0x33D6BF95u);	/* epsilon */
@@ -1287,10 +1290,12 @@ test_v3_round_trip(void **state)
 		r = REC(8);
 		assert_int_equal(get32(r, 0), 25);
 		assert_true(getf(r, R_STDDEV) == 0.05f);
-		/* conv2d: every new field 0 */
+		/* conv2d: every augmentation field 0, frozen */
 		r = REC(9);
-		for (size_t off = R_MODE; off < LAYER_REC_V3; off += 4)
+		for (size_t off = R_MODE; off < R_TRAINABLE; off += 4)
 			assert_int_equal(get32(r, off), 0);
+		assert_int_equal(get32(r, R_TRAINABLE), 0);
+		assert_int_equal(get32(REC(11), R_TRAINABLE), 1);
 		/* tensors after 12 records: conv2d and dense kernels and biases */
 		assert_int_equal(get32(REC(12), 0), 4);
 		assert_int_equal(get32(REC(12), 4), 9);
@@ -1390,6 +1395,8 @@ test_v3_damage(void **state)
 		{"crop taller than the input", 2, R_HEIGHT, 5},
 		{"crop width 0", 2, R_WIDTH, 0},
 		{"stddev on a crop", 2, R_STDDEV, 0x3F000000u},
+		{"trainable 0 on a crop", 2, R_TRAINABLE, 0},
+		{"trainable 2 on a dense layer", 5, R_TRAINABLE, 2},
 		{"factor on a dense layer", 5, R_FACTOR + 4, 0x3F000000u},
 		{"value_range half absent", 3, R_VALUE_RANGE, 0x7FC00000u},
 		{"value_range empty", 3, R_VALUE_RANGE, 0x3F800000u},	/* [1, 1] */

@@ -447,6 +447,80 @@ test_losses(void **state)
 	}
 }
 
+/*
+ * Distillation: the student is an activation layer on the logits x, the
+ * teacher a dense layer (kernel from the case) on the same rows; loss and
+ * input gradient of the combined objective against torch.
+ */
+static void
+test_distill_torch(void **state)
+{
+	int			seen = 0;
+
+	(void) state;
+	for (int i = 0; i < n_cases; i++)
+	{
+		const fx_case *c = &cases[i];
+		int32_t		B,
+					K;
+		nn_layer_spec sl[1],
+					tl[1];
+		nn_model_spec ss,
+					ts;
+		nn_model   *s,
+				   *t;
+		nn_optimizer_spec o;
+		nn_error	err;
+		float	   *x,
+				   *y,
+				   *dx,
+				   *k;
+		double		loss = 0.0;
+		int64_t		correct = 0,
+					ko,
+					kl,
+					bo,
+					bl;
+
+		if (strncmp(c->name, "distill_", 8) != 0)
+			continue;
+		seen++;
+		B = fx_int(c, "B");
+		K = fx_int(c, "K");
+		sl[0] = nt_act((nn_activation) fx_int(c, "act"));
+		tl[0] = nt_dense_nobias(K, (nn_activation) fx_int(c, "teacher_act"));
+		ss = nt_spec(1, K, 0, 0, sl, 1);
+		ts = nt_spec(1, K, 0, 0, tl, 1);
+		s = nt_create(&ss, 1);
+		t = nt_create(&ts, 1);
+		nn_model_layer_params(t, 0, &ko, &kl, &bo, &bl);
+		k = fx_f(c, "teacher_kernel", kl);
+		memcpy(nn_model_params(t) + ko, k, sizeof(float) * kl);
+		x = fx_f(c, "x", B * K);
+		y = fx_f(c, "target", fx_find(c, "target")->n);
+		dx = nt_xmalloc(sizeof(float) * B * K);
+		nn_optimizer_spec_init(&o, NN_OPT_SGD, 0.01f);
+		assert_ok(nn_model_set_training(s, &o, (nn_loss_kind) fx_int(c, "loss"),
+										NULL, 0, &err), &err);
+		assert_ok(nn_model_set_teacher(s, t, (float) fx_meta(c, "temperature"),
+									   (float) fx_meta(c, "alpha"), &err), &err);
+		assert_ok(nn_model_prepare(s, B, true, 0, &err), &err);
+		assert_ok(nn_model_compute_gradients(s, dx, x, y, B, NULL, &loss,
+											 &correct, &err), &err);
+		assert_scalar_close(lbl(c, "loss"), loss / B, fx_t(c, "loss", 1)[0],
+							1e-6, 1e-5);
+		assert_close_fd(lbl(c, "input gradient"), dx, fx_t(c, "dx", B * K),
+						B * K, 1e-5, 1e-4);
+		free(k);
+		free(x);
+		free(y);
+		free(dx);
+		nn_model_free(s);
+		nn_model_free(t);
+	}
+	assert_int_equal(seen, 5);
+}
+
 /* conv2d same stride 2 relu -> maxpool -> flatten -> dense softmax, sparse CE. */
 static void
 test_cnn_end_to_end(void **state)
@@ -729,6 +803,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_activations),
 		cmocka_unit_test(test_losses),
 		cmocka_unit_test(test_cnn_end_to_end),
+		cmocka_unit_test(test_distill_torch),
 		cmocka_unit_test(test_optimizers),
 		cmocka_unit_test(test_recurrent),
 		cmocka_unit_test(test_batchnorm_torch),
