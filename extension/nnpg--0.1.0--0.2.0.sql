@@ -9,3 +9,33 @@
  * Objects that 0.2.0 adds are created here as nnpg--0.2.0.sql creates
  * them; test/integration/upgrade.sh checks that both give the same schema.
  */
+
+/* nn_create takes a base model (transfer), nn_summary shows frozen layers:
+ * new signatures, so the 0.1.0 functions make way. */
+DROP FUNCTION @extschema@.nn_create(text, jsonb, integer[], bigint, boolean);
+
+CREATE FUNCTION @extschema@.nn_create(name text, layers jsonb,
+									   input_shape integer[] DEFAULT NULL,
+									   seed bigint DEFAULT NULL,
+									   replace boolean DEFAULT false,
+									   base text DEFAULT NULL,
+									   base_layers integer DEFAULT NULL,
+									   base_version integer DEFAULT NULL,
+									   freeze_base boolean DEFAULT true)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_create'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_create(text, jsonb, integer[], bigint, boolean, text, integer, integer, boolean) IS
+'create version 1 of a model from a JSON array of layers, optionally after the first layers of a base model; returns the version';
+
+DROP FUNCTION @extschema@.nn_summary(text, integer);
+
+CREATE FUNCTION @extschema@.nn_summary(model text, version integer DEFAULT NULL)
+RETURNS TABLE(layer integer, type text, output_shape integer[], params bigint,
+			  trainable boolean)
+AS 'MODULE_PATHNAME', 'nnpg_summary'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_summary(text, integer) IS
+'layers of a model with their output shapes, parameter counts and whether their weights train (NULL: no weights)';

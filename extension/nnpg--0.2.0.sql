@@ -97,13 +97,17 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON nnpg.models TO PUBLIC;
 CREATE FUNCTION @extschema@.nn_create(name text, layers jsonb,
 									   input_shape integer[] DEFAULT NULL,
 									   seed bigint DEFAULT NULL,
-									   replace boolean DEFAULT false)
+									   replace boolean DEFAULT false,
+									   base text DEFAULT NULL,
+									   base_layers integer DEFAULT NULL,
+									   base_version integer DEFAULT NULL,
+									   freeze_base boolean DEFAULT true)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'nnpg_create'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION @extschema@.nn_create(text, jsonb, integer[], bigint, boolean) IS
-'create version 1 of a model from a JSON array of layers; returns the version';
+COMMENT ON FUNCTION @extschema@.nn_create(text, jsonb, integer[], bigint, boolean, text, integer, integer, boolean) IS
+'create version 1 of a model from a JSON array of layers, optionally after the first layers of a base model; returns the version';
 
 /* ---------- training ---------- */
 
@@ -216,12 +220,13 @@ COMMENT ON FUNCTION @extschema@.nn_confusion_matrix(text, text, integer) IS
 /* ---------- managing models ---------- */
 
 CREATE FUNCTION @extschema@.nn_summary(model text, version integer DEFAULT NULL)
-RETURNS TABLE(layer integer, type text, output_shape integer[], params bigint)
+RETURNS TABLE(layer integer, type text, output_shape integer[], params bigint,
+			  trainable boolean)
 AS 'MODULE_PATHNAME', 'nnpg_summary'
 LANGUAGE C STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION @extschema@.nn_summary(text, integer) IS
-'layers of a model with their output shapes and parameter counts';
+'layers of a model with their output shapes, parameter counts and whether their weights train (NULL: no weights)';
 
 CREATE FUNCTION @extschema@.nn_history(model text, version integer DEFAULT NULL)
 RETURNS TABLE(version integer, epoch integer, loss double precision,

@@ -70,6 +70,13 @@ typedef struct fit_options
 	int			n_cw;
 	int32	   *cw_class;
 	float	   *cw_weight;
+	/* distillation: the teacher model (NULL: none) and its settings */
+	char	   *teacher;
+	bool		have_teacher_version;
+	int32		teacher_version;
+	bool		have_distill;	/* temperature or distill_alpha given */
+	float		temperature;
+	float		distill_alpha;
 } fit_options;
 
 /*
@@ -303,6 +310,14 @@ parse_on_null(const char *key, JsonbValue *v, fit_options *fo)
 		bad_fit_option(key, "\"error\" or \"skip\"");
 }
 
+static void
+parse_teacher(const char *key, JsonbValue *v, fit_options *fo)
+{
+	fo->teacher = option_string(key, v);
+	if (fo->teacher[0] == '\0')
+		bad_fit_option(key, "a model name");
+}
+
 /* How an option's JSON value is read, and the C type it is stored as. */
 typedef enum fit_option_type
 {
@@ -369,6 +384,15 @@ static const fit_option_def fit_option_table[] =
 	 0, HUGE_VAL, 0, "a non-negative number", -1, NULL},
 	FOPT_PARSED("on_null", parse_on_null),
 	{"reset", FOPT_BOOL, offsetof(fit_options, reset), 0, 0, 0, NULL, -1, NULL},
+	FOPT_PARSED("teacher", parse_teacher),
+	{"teacher_version", FOPT_INT32, offsetof(fit_options, teacher_version),
+	 1, PG_INT32_MAX, 0, "a positive integer",
+	 offsetof(fit_options, have_teacher_version), NULL},
+	{"temperature", FOPT_FLOAT, offsetof(fit_options, temperature),
+	 0, HUGE_VAL, FOPT_MIN_EXCLUSIVE, "a positive number",
+	 offsetof(fit_options, have_distill), NULL},
+	{"distill_alpha", FOPT_FLOAT, offsetof(fit_options, distill_alpha),
+	 0, 1, 0, "a number in [0, 1]", offsetof(fit_options, have_distill), NULL},
 };
 
 /* The table row of an option key, or NULL. */
@@ -469,6 +493,8 @@ parse_options(Jsonb *options, fit_options *fo)
 	fo->plateau_factor = 0.1;
 	fo->plateau_patience = 10;
 	fo->min_lr = 0;
+	fo->temperature = 4.0f;
+	fo->distill_alpha = 0.1f;
 
 	if (JB_ROOT_IS_SCALAR(options) || !JB_ROOT_IS_OBJECT(options))
 		ereport(ERROR,
@@ -501,6 +527,10 @@ parse_options(Jsonb *options, fit_options *fo)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lr_schedule \"%s\" needs \"decay_rate\" and \"decay_steps\"",
 						fo->opt.schedule == NN_SCHED_STEP ? "step" : "exponential")));
+	if (fo->teacher == NULL && (fo->have_teacher_version || fo->have_distill))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options \"teacher_version\", \"temperature\" and \"distill_alpha\" need \"teacher\"")));
 }
 
 /* The class weights as a dense array over n_classes (NULL: none given). */
@@ -1121,6 +1151,8 @@ typedef struct fit_call
 	nn_alloc   *alloc;			/* the core's allocations, in cxt */
 	nnpg_model_row row;			/* the version training starts from */
 	nn_model   *model;
+	nnpg_model_row teacher_row;	/* distillation: the teacher's row */
+	nn_model   *teacher;
 	bool		built_now;		/* built here, from init_seed */
 	int64		init_seed;
 	bool		classification;
@@ -1334,7 +1366,7 @@ fit_build_model(fit_call *fc)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("row " INT64_FORMAT ": no feature values", r->row_no)));
-	nnpg_parse_layers(fc->row.layers, &spec);
+	nnpg_parse_layers(fc->row.layers, &spec, false);
 	spec.input_rank = 1;
 	spec.input_shape[0] = r->width;
 	if (!training_seed(fc->row.training, &fc->init_seed))
@@ -1376,6 +1408,34 @@ fit_prepare_model(fit_call *fc)
 		nn_model_reset_optimizer(model);
 	nnpg_check(nn_model_prepare(model, fc->a.batch, true,
 								nnpg_max_model_bytes(), &err), &err);
+}
+
+/* Distillation: load the teacher once and attach it to the model. */
+static void
+fit_load_teacher(fit_call *fc)
+{
+	const fit_options *fo = &fc->fo;
+	nn_error	err;
+
+	if (fo->teacher == NULL)
+		return;
+	if (strcmp(fo->teacher, fc->a.name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" cannot be its own teacher", fc->a.name),
+				 errhint("Distil from another model, or copy a version with nn_export() and nn_import().")));
+	fc->teacher = nnpg_load_named_model(fo->teacher, !fo->have_teacher_version,
+										fo->teacher_version, fc->cxt,
+										&fc->teacher_row);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_prepare(fc->teacher, fc->a.batch, false,
+								nnpg_max_model_bytes(), &err), &err);
+	if (nn_model_set_teacher(fc->model, fc->teacher, fo->temperature,
+							 fo->distill_alpha, &err) != NN_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" cannot learn from teacher \"%s\": %s",
+						fc->a.name, fo->teacher, err.message)));
 }
 
 /* Set up what every epoch uses: the model, seeded rng and batch buffers. */
@@ -1727,6 +1787,20 @@ fit_settings_json(fit_call *fc)
 		   nnpg_shape_to_json(spec->input_rank, spec->input_shape));
 	jo_raw(&o, "options",
 		   JsonbToCString(NULL, &a->options->root, VARSIZE(a->options)));
+	if (fc->teacher)
+	{
+		StringInfoData t;
+		json_obj	to;
+
+		initStringInfo(&t);
+		jo_begin(&to, &t);
+		jo_string(&to, "model", fc->teacher_row.name);
+		jo_int(&to, "version", fc->teacher_row.version);
+		jo_float(&to, "temperature", fc->fo.temperature);
+		jo_float(&to, "distill_alpha", fc->fo.distill_alpha);
+		jo_end(&to);
+		jo_raw(&o, "teacher", t.data);
+	}
 	jo_end(&o);
 	return buf.data;
 }
@@ -1791,6 +1865,7 @@ nnpg_fit(PG_FUNCTION_ARGS)
 	fit_open_training(&fc);
 	fit_build_model(&fc);
 	fit_prepare_model(&fc);
+	fit_load_teacher(&fc);
 	fit_init_state(&fc);
 	fit_load_data(&fc);
 	fit_adapt(&fc);

@@ -77,89 +77,224 @@ delete_model(const char *name, bool version_isnull, int32 version)
 	return SPI_processed;
 }
 
-/* nn_create(name, layers, input_shape, seed, replace): version 1 */
-PG_FUNCTION_INFO_V1(nnpg_create);
-Datum
-nnpg_create(PG_FUNCTION_ARGS)
+/* The arguments of nn_create. */
+typedef struct create_args
 {
-	char	   *name = name_arg(fcinfo, 0, "name");
+	char	   *name;
 	Jsonb	   *layers;
+	ArrayType  *input_shape;	/* NULL: not given */
 	int64		seed;
 	bool		replace;
-	nn_model_spec spec;
-	bytea	   *weights = NULL;
-	int64		params = 0;
-	StringInfoData training;
-	MemoryContext cxt;
-	MemoryContext old;
-	int32		version;
+	char	   *base;			/* transfer: the base model, or NULL */
+	bool		keep_isnull;	/* base_layers not given */
+	int32		keep;
+	bool		base_version_isnull;
+	int32		base_version;
+	bool		freeze;
+} create_args;
 
-	nnpg_prevent_read_only("nn_create()");
-	nnpg_apply_threads();
+/* Read nn_create's arguments; 0.1.0's SQL passes the first five only. */
+static void
+create_read_args(FunctionCallInfo fcinfo, create_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->name = name_arg(fcinfo, 0, "name");
 	if (PG_ARGISNULL(1))
 		nnpg_null_argument("layers");
-	layers = PG_GETARG_JSONB_P(1);
-	seed = PG_ARGISNULL(3) ? nnpg_random_seed() : PG_GETARG_INT64(3);
+	a->layers = PG_GETARG_JSONB_P(1);
+	a->input_shape = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
+	a->seed = PG_ARGISNULL(3) ? nnpg_random_seed() : PG_GETARG_INT64(3);
 	if (PG_ARGISNULL(4))
 		nnpg_null_argument("replace");
-	replace = PG_GETARG_BOOL(4);
+	a->replace = PG_GETARG_BOOL(4);
+	a->keep_isnull = a->base_version_isnull = true;
+	a->freeze = true;
+	if (PG_NARGS() < 9 || PG_ARGISNULL(5))
+		return;
+	a->base = name_arg(fcinfo, 5, "base");
+	a->keep_isnull = PG_ARGISNULL(6);
+	a->keep = a->keep_isnull ? 0 : PG_GETARG_INT32(6);
+	a->base_version_isnull = PG_ARGISNULL(7);
+	a->base_version = a->base_version_isnull ? 0 : PG_GETARG_INT32(7);
+	if (PG_ARGISNULL(8))
+		nnpg_null_argument("freeze_base");
+	a->freeze = PG_GETARG_BOOL(8);
+}
 
-	nnpg_parse_layers(layers, &spec);
-	if (!PG_ARGISNULL(2))
-		nnpg_parse_input_shape(PG_GETARG_ARRAYTYPE_P(2), &spec);
-	else if (spec.layers[0].kind == NN_LAYER_RESHAPE)
+/* The spec of nn_create's layers and input shape (rank 0: unknown yet). */
+static void
+create_spec(const create_args *a, nn_model_spec *spec)
+{
+	nnpg_parse_layers(a->layers, spec, a->base != NULL);
+	if (a->input_shape)
+		nnpg_parse_input_shape(a->input_shape, spec);
+	else if (a->base == NULL && spec->layers[0].kind == NN_LAYER_RESHAPE)
 	{
 		/* a leading reshape fixes the flat input size */
 		int64		size = 1;
 
-		for (int i = 0; i < spec.layers[0].shape_rank; i++)
+		for (int i = 0; i < spec->layers[0].shape_rank; i++)
 		{
-			size *= spec.layers[0].shape[i];
+			size *= spec->layers[0].shape[i];
 			if (size > PG_INT32_MAX)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("layer 1 (reshape): \"shape\" is too large")));
 		}
-		spec.input_rank = 1;
-		spec.input_shape[0] = (int32) size;
+		spec->input_rank = 1;
+		spec->input_shape[0] = (int32) size;
 	}
+}
 
-	initStringInfo(&training);
-	appendStringInfo(&training, "{\"seed\": " INT64_FORMAT ", \"input_shape\": %s}",
-					 seed,
-					 spec.input_rank > 0 ?
-					 nnpg_shape_to_json(spec.input_rank, spec.input_shape) :
-					 "null");
+/* base_layers: 1 to the base's layers, by default all but its last. */
+static int32
+transfer_keep(const create_args *a, const nnpg_model_row *row, int32 n)
+{
+	int32		keep = a->keep_isnull ? n - 1 : a->keep;
 
-	/* build now when the input shape is known: every check happens here */
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg create",
-								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	if (spec.input_rank > 0)
-	{
-		nn_model   *model = NULL;
-		nn_error	err;
+	if (keep < 1 || keep > n)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("base_layers must be between 1 and %d, not %d", n, keep),
+				 errdetail("Version %d of model \"%s\" has %d layers.",
+						   row->version, row->name, n)));
+	return keep;
+}
 
-		memset(&err, 0, sizeof(err));
-		nnpg_check(nn_model_create(&model, &spec, (uint64) seed,
-								   nnpg_max_model_bytes(),
-								   nnpg_alloc_create(cxt), &err), &err);
-		MemoryContextSwitchTo(old);
-		weights = nnpg_serialize_model(model, false);
-		params = nn_model_param_count(model);
-		MemoryContextSwitchTo(cxt);
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+/* Error context of a transfer: the layers are numbered in the new model. */
+static void
+transfer_context(void *arg)
+{
+	const nnpg_model_row *row = arg;
+
+	errcontext("creating a model from version %d of model \"%s\"",
+			   row->version, row->name);
+}
+
+/*
+ * Version 1 from a base model: its first layers with their weights, then
+ * the given layers.  *layers becomes the whole spec, and the training
+ * settings name the base.
+ */
+static nn_model *
+create_from_base(const create_args *a, const nn_model_spec *top,
+				 MemoryContext cxt, Jsonb **layers, StringInfo training)
+{
+	nnpg_model_row row;
+	nn_model   *base;
+	nn_model   *model = NULL;
+	int32		keep;
+	nn_error	err;
+	const nn_model_spec *bs;
+	ErrorContextCallback ctx;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	nnpg_lock_model_name(name);
-	if (replace)
-		(void) delete_model(name, true, 0);
+	base = nnpg_load_named_model(a->base, a->base_version_isnull,
+								 a->base_version, cxt, &row);
+	SPI_finish();
+	bs = nn_model_get_spec(base);
+	keep = transfer_keep(a, &row, bs->n_layers);
+	if (top->input_rank > 0 &&
+		(top->input_rank != bs->input_rank ||
+		 memcmp(top->input_shape, bs->input_shape,
+				sizeof(int32) * bs->input_rank) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("input_shape must be the base model's, %s",
+						nnpg_shape_to_json(bs->input_rank, bs->input_shape)),
+				 errhint("Leave input_shape out when creating from a base model.")));
+	memset(&err, 0, sizeof(err));
+	ctx.callback = transfer_context;
+	ctx.arg = &row;
+	ctx.previous = error_context_stack;
+	error_context_stack = &ctx;
+	nnpg_check(nn_model_transfer(&model, base, keep, top, a->freeze,
+								 (uint64) a->seed, nnpg_max_model_bytes(),
+								 nnpg_alloc_create(cxt), &err), &err);
+	error_context_stack = ctx.previous;
+	*layers = DatumGetJsonbP(nnpg_jsonb_from_cstring(
+						nnpg_spec_to_json(nn_model_get_spec(model))));
+	appendStringInfoString(training, ", \"base\": {\"model\": ");
+	escape_json(training, row.name);
+	appendStringInfo(training, ", \"version\": %d, \"layers\": %d, \"frozen\": %s}",
+					 row.version, keep, a->freeze ? "true" : "false");
+	return model;
+}
+
+/* The model bytes of version 1, or NULL while the input shape is unknown. */
+static bytea *
+create_weights(const create_args *a, Jsonb **layers, StringInfo training,
+			   int64 *params)
+{
+	nn_model_spec spec;
+	nn_model   *model = NULL;
+	bytea	   *weights = NULL;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "nnpg create",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	create_spec(a, &spec);
+	appendStringInfo(training, "{\"seed\": " INT64_FORMAT, a->seed);
+	if (a->base)
+		model = create_from_base(a, &spec, cxt, layers, training);
+	else if (spec.input_rank > 0)
+	{
+		nn_error	err;
+
+		/* build now when the input shape is known: every check happens here */
+		memset(&err, 0, sizeof(err));
+		nnpg_check(nn_model_create(&model, &spec, (uint64) a->seed,
+								   nnpg_max_model_bytes(),
+								   nnpg_alloc_create(cxt), &err), &err);
+	}
+	MemoryContextSwitchTo(old);
+	if (model)
+	{
+		const nn_model_spec *ms = nn_model_get_spec(model);
+
+		appendStringInfo(training, ", \"input_shape\": %s}",
+						 nnpg_shape_to_json(ms->input_rank, ms->input_shape));
+		weights = nnpg_serialize_model(model, false);
+		*params = nn_model_param_count(model);
+	}
 	else
-		check_no_model(name);
-	version = nnpg_insert_model(name, false, 1, NULL, PointerGetDatum(layers),
+		appendStringInfoString(training, ", \"input_shape\": null}");
+	if (a->base)				/* the whole spec, made in cxt */
+		*layers = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(*layers));
+	MemoryContextDelete(cxt);
+	return weights;
+}
+
+/* nn_create(name, layers, input_shape, seed, replace, base, base_layers,
+ * base_version, freeze_base): version 1 */
+PG_FUNCTION_INFO_V1(nnpg_create);
+Datum
+nnpg_create(PG_FUNCTION_ARGS)
+{
+	create_args a;
+	bytea	   *weights;
+	int64		params = 0;
+	Jsonb	   *layers;
+	StringInfoData training;
+	int32		version;
+
+	nnpg_prevent_read_only("nn_create()");
+	nnpg_apply_threads();
+	create_read_args(fcinfo, &a);
+	layers = a.layers;
+	initStringInfo(&training);
+	weights = create_weights(&a, &layers, &training, &params);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nnpg_lock_model_name(a.name);
+	if (a.replace)
+		(void) delete_model(a.name, true, 0);
+	else
+		check_no_model(a.name);
+	version = nnpg_insert_model(a.name, false, 1, NULL, JsonbPGetDatum(layers),
 								nnpg_jsonb_from_cstring(training.data),
 								(Datum) 0, true, (Datum) 0, true,
 								weights, params);
@@ -167,7 +302,7 @@ nnpg_create(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(version);
 }
 
-/* nn_summary(model, version): (layer, type, output_shape, params) */
+/* nn_summary(model, version): (layer, type, output_shape, params, trainable) */
 PG_FUNCTION_INFO_V1(nnpg_summary);
 Datum
 nnpg_summary(PG_FUNCTION_ARGS)
@@ -187,8 +322,8 @@ nnpg_summary(PG_FUNCTION_ARGS)
 	for (int i = 0; i < spec->n_layers; i++)
 	{
 		nn_layer_info info;
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
 		Datum		dims[NN_MAX_RANK];
 
 		nn_model_layer_info(model, i, &info);
@@ -200,6 +335,9 @@ nnpg_summary(PG_FUNCTION_ARGS)
 													sizeof(int32), true,
 													TYPALIGN_INT));
 		values[3] = Int64GetDatum(info.params);
+		/* NULL for a layer without weights; absent under 0.1.0's SQL */
+		values[4] = BoolGetDatum(info.trainable);
+		nulls[4] = !info.has_weights;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

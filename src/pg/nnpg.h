@@ -90,7 +90,8 @@ extern void nnpg_null_argument(const char *argname) pg_attribute_noreturn();
 /* ---------- spec.c ---------- */
 
 /* Parse a jsonb array of layer objects; input shape left unset (rank 0). */
-extern void nnpg_parse_layers(Jsonb *layers, nn_model_spec *spec);
+extern void nnpg_parse_layers(Jsonb *layers, nn_model_spec *spec,
+							  bool allow_empty);
 /* Set the input shape from an int[] of 1..3 positive sizes. */
 extern void nnpg_parse_input_shape(ArrayType *shape, nn_model_spec *spec);
 /* The layers of a spec as a JSON array text (what nn_import stores). */
@@ -270,6 +271,11 @@ extern void nnpg_model_not_built(const char *name) pg_attribute_noreturn();
 
 /* Deserialize and validate model bytes into a model allocated in cxt. */
 extern nn_model *nnpg_load_model(const bytea *weights, MemoryContext cxt);
+/* Fetch and load a model by name (the latest version when version_isnull)
+ * into cxt with the caller's rights; row receives its row. */
+extern nn_model *nnpg_load_named_model(const char *name, bool version_isnull,
+									   int32 version, MemoryContext cxt,
+									   nnpg_model_row *row);
 /* Serialize a model into a palloc'd bytea. */
 extern bytea *nnpg_serialize_model(const nn_model *model, bool with_optimizer);
 

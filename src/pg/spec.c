@@ -410,9 +410,9 @@ parse_layer(int number, JsonbValue *elem, nn_layer_spec *ls)
 			resolve_alpha(&lc, ls, (given & (UINT64CONST(1) << i)) != 0);
 }
 
-/* Parse the layers array of nn_create. */
+/* Parse the layers array of nn_create; an empty one only when allow_empty. */
 void
-nnpg_parse_layers(Jsonb *layers, nn_model_spec *spec)
+nnpg_parse_layers(Jsonb *layers, nn_model_spec *spec, bool allow_empty)
 {
 	int			n;
 
@@ -421,7 +421,7 @@ nnpg_parse_layers(Jsonb *layers, nn_model_spec *spec)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("layers must be a JSON array of layer objects")));
 	n = JB_ROOT_COUNT(layers);
-	if (n == 0)
+	if (n == 0 && !allow_empty)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a model needs at least one layer")));

@@ -148,6 +148,22 @@ nnpg_load_model(const bytea *weights, MemoryContext cxt)
 	return model;
 }
 
+/*
+ * Load another model a call uses (a transfer's base, a teacher) with the
+ * caller's rights: the version given or the latest, into cxt.  SPI must be
+ * connected.  42704 when the role sees no such model; 55000 when it has no
+ * weights yet.
+ */
+nn_model *
+nnpg_load_named_model(const char *name, bool version_isnull, int32 version,
+					  MemoryContext cxt, nnpg_model_row *row)
+{
+	nnpg_fetch_model(name, version_isnull, version, true, true, cxt, row);
+	if (row->weights == NULL)
+		nnpg_model_not_built(name);
+	return nnpg_load_model(row->weights, cxt);
+}
+
 /* Model bytes as a bytea in the current context. */
 bytea *
 nnpg_serialize_model(const nn_model *model, bool with_optimizer)

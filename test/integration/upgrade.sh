@@ -401,7 +401,7 @@ snapshot() {
 			-c '\echo @models' -c "SELECT * FROM nn_models WHERE name = '$m' ORDER BY version" \
 			-c '\echo @rows' -c "SELECT version, md5(m::text) FROM nnpg.models AS m
 				WHERE name = '$m' ORDER BY version" \
-			-c '\echo @summary' -c "SELECT v.version, s.*
+			-c '\echo @summary' -c "SELECT v.version, s.layer, s.type, s.output_shape, s.params
 				FROM (SELECT version FROM nnpg.models WHERE name = '$m') AS v,
 				     LATERAL nn_summary('$m', v.version) AS s ORDER BY 1, 2" \
 			>"$dir/$m.out" || it_fail "snapshot of $m in $dir failed"
@@ -439,6 +439,11 @@ for m in "${KINDS[@]}" "${KINDS[@]/%/_ref}" "${COMPAT_NAMES[@]/#/compat_}"; do
 	fi
 done
 compat_check "after the update"
+it_expect_value "1 1" "after the update nn_summary says every layer with weights of cnn trains" -- \
+	"SELECT bool_and(trainable OR trainable IS NULL)::int || ' ' || (count(trainable) > 0)::int
+	 FROM nn_summary('cnn')"
+it_expect_value 1 "after the update nn_create takes a base model" -- \
+	"SELECT nn_create('cnn_head', '[{\"type\": \"dense\", \"units\": 2}]', base => 'cnn')"
 
 # ---------- training continues from the stored state ----------
 
