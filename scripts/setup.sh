@@ -34,6 +34,8 @@ packages=(
 	sqlsmith					# random SQL for test/fuzz/sqlsmith.sh
 	dataset-fashion-mnist				# /usr/share/datasets/fashion-mnist
 	python3						# Debian's /usr/bin/python3 for the loader
+	libxml2-dev					# test_plot reads its SVG back
+	chromium					# test/integration/plot_render.sh
 )
 if [ "$bench" = 1 ]; then
 	packages+=(python3-torch python3-numpy python3-psycopg2)

@@ -603,4 +603,40 @@ void		nn_bytes_to_floats(float *dst, const uint8_t *src, size_t n);
 void		nn_set_threads(int n);
 int			nn_get_threads(void);
 
+/* ---------- learning-curve plots (plot.c) ---------- */
+
+#define NN_PLOT_MAX_EPOCHS	100000	/* epochs in one plot */
+#define NN_PLOT_MAX_TITLE	1024	/* bytes of the title */
+#define NN_PLOT_MAX_ABS		1e300	/* largest magnitude of a value */
+
+/*
+ * A model's history as one run of epochs 1..n_epochs over its versions.
+ * Each series is (n_epochs) values, NaN where an epoch has none; NULL for
+ * a series with none at all.  starts (n_starts) lists the epochs at which a
+ * later version's training started (those outside 2..n_epochs are ignored).
+ */
+typedef struct nn_plot_history
+{
+	const double *loss;
+	const double *accuracy;
+	const double *val_loss;
+	const double *val_accuracy;
+	const int32_t *starts;
+	int32_t		n_starts;
+	int32_t		n_epochs;
+} nn_plot_history;
+
+/*
+ * The learning curves as a standalone SVG 1.1 document: a loss panel, and
+ * an accuracy panel when some accuracy is present, over the epochs; title
+ * is UTF-8 text (the model and version, say).  *svg is NUL-terminated,
+ * *len bytes without the NUL (len may be NULL), from alloc->alloc: the
+ * caller frees it with alloc->free.  The same input gives the same bytes.
+ * NN_ERR_DATA for a bad title or value (NaN is missing, anything else must
+ * be finite and within NN_PLOT_MAX_ABS), NN_ERR_LIMIT over the bounds.
+ */
+nn_status	nn_plot_render(char **svg, size_t *len, const char *title,
+						   const nn_plot_history *history,
+						   const nn_alloc *alloc, nn_error *err);
+
 #endif							/* NN_H */
