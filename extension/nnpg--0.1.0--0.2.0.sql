@@ -39,3 +39,12 @@ LANGUAGE C STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION @extschema@.nn_summary(text, integer) IS
 'layers of a model with their output shapes, parameter counts and whether their weights train (NULL: no weights)';
+
+/* nn_plot: learning curves as SVG */
+CREATE FUNCTION @extschema@.nn_plot(model text, version integer DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'nnpg_plot'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_plot(text, integer) IS
+'learning curves of a model version (and the versions it was trained from) as an SVG image';

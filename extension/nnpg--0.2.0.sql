@@ -238,6 +238,14 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.nn_history(text, integer) IS
 'training epochs of every version of a model (or of one version)';
 
+CREATE FUNCTION @extschema@.nn_plot(model text, version integer DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'nnpg_plot'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_plot(text, integer) IS
+'learning curves of a model version (and the versions it was trained from) as an SVG image';
+
 CREATE FUNCTION @extschema@.nn_drop(model text, version integer DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'nnpg_drop'
