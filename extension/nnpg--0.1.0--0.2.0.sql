@@ -48,3 +48,30 @@ LANGUAGE C STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION @extschema@.nn_plot(text, integer) IS
 'learning curves of a model version (and the versions it was trained from) as an SVG image';
+
+/* ---------- progress ---------- */
+
+CREATE FUNCTION nnpg.fit_progress(OUT pid integer, OUT usename name,
+								  OUT model text, OUT phase text,
+								  OUT epoch integer, OUT epochs integer,
+								  OUT rows_done bigint, OUT rows_total bigint,
+								  OUT loss double precision,
+								  OUT rows_per_second double precision,
+								  OUT elapsed double precision,
+								  OUT eta double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'nnpg_fit_progress'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION nnpg.fit_progress() IS
+'running nn_fit calls the current role may see (the rows of nn_progress)';
+
+CREATE VIEW @extschema@.nn_progress WITH (security_invoker = true) AS
+SELECT pid, usename, model, phase, epoch, epochs, rows_done, rows_total,
+	   loss, rows_per_second, elapsed, eta
+FROM nnpg.fit_progress();
+
+COMMENT ON VIEW @extschema@.nn_progress IS
+'live state of every running nn_fit the current role may see (needs nnpg in shared_preload_libraries)';
+
+GRANT SELECT ON @extschema@.nn_progress TO PUBLIC;

@@ -16,6 +16,8 @@
 # PostgreSQL refuses to run as root, so under root the server runs as the
 # system user NNPG_OS_USER (default nnpg, created if missing) and clients
 # connect as the database superuser "postgres".
+# nnpg is in shared_preload_libraries (for the nn_progress view) unless
+# NNPG_PRELOAD=0.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -75,7 +77,8 @@ remove_dir() {
 
 # write_config: settings for a 2-core, 24 GB machine running one user's tests.
 write_config() {
-	local mem_kb cache_mb
+	local mem_kb cache_mb preload=nnpg
+	[ "${NNPG_PRELOAD:-1}" = 0 ] && preload=
 	mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
 	cache_mb=$((mem_kb / 1024 / 2))
 	cat >>"$data/postgresql.conf" <<EOF
@@ -91,6 +94,8 @@ work_mem = 64MB
 maintenance_work_mem = 512MB
 effective_cache_size = ${cache_mb}MB
 max_worker_processes = 4
+# nnpg's shared memory for the nn_progress view (NNPG_PRELOAD=0: none)
+shared_preload_libraries = '$preload'
 max_parallel_workers = 2
 max_parallel_workers_per_gather = 2
 # Throwaway data: skip durability for speed. A crashed backend is still

@@ -134,6 +134,12 @@ typedef struct fit_state
 	const char *name;
 	int32		epoch;			/* 0 before training */
 	int64		batch_no;		/* 1-based within the epoch */
+	/* progress of a verbose fit within a long epoch */
+	bool		verbose;
+	int32		epochs;
+	int64		epoch_rows;		/* training rows per epoch */
+	instr_time	epoch_start;
+	double		noticed;		/* seconds into the epoch of the last NOTICE */
 } fit_state;
 
 /* Error context while training: the model, epoch and batch. */
@@ -644,6 +650,7 @@ keep_row(nnpg_reader *r, void *arg)
 		nnpg_reader_target(r, s->scratch_y);
 	}
 	s->n++;
+	nnpg_progress_rows(s->n, NAN);
 }
 
 /* Read and check all rows once, keeping them while they fit; bytes kept. */
@@ -789,6 +796,42 @@ dataset_pass(fit_state *fs, dataset *ds, batch_fn fn, void *arg)
 		fn(fs, fs->xbuf, fs->ybuf, k, arg);
 }
 
+/* Seconds since start. */
+static double
+seconds_since(instr_time start)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, start);
+	return INSTR_TIME_GET_DOUBLE(now);
+}
+
+/* Seconds between NOTICEs on the progress within a long epoch. */
+#define PROGRESS_NOTICE_SECS 10.0
+
+/*
+ * After a training batch: the epoch's progress for nn_progress, and for a
+ * verbose fit a NOTICE every 10 s of a long epoch.
+ */
+static void
+report_progress(fit_state *fs)
+{
+	double		loss = fs->loss_sum / (double) Max(fs->seen, 1);
+	double		secs;
+
+	nnpg_progress_rows(fs->seen, loss);
+	if (!fs->verbose ||
+		(secs = seconds_since(fs->epoch_start)) < fs->noticed + PROGRESS_NOTICE_SECS)
+		return;
+	fs->noticed = secs;
+	ereport(NOTICE,
+			(errmsg_internal("epoch %d/%d: " INT64_FORMAT "/" INT64_FORMAT " rows (%.0f%%) loss=%.4f, %.0f s, epoch eta %.0f s",
+							 fs->epoch, fs->epochs, fs->seen, fs->epoch_rows,
+							 100.0 * fs->seen / Max(fs->epoch_rows, 1), loss, secs,
+							 secs * (fs->epoch_rows - fs->seen) / Max(fs->seen, 1))));
+}
+
 /* One optimizer step on a batch. */
 static void
 train_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
@@ -807,6 +850,7 @@ train_step(fit_state *fs, const float *x, const float *y, int32 n, void *arg)
 	fs->loss_sum += loss_sum;
 	fs->correct += correct;
 	fs->seen += n;
+	report_progress(fs);
 }
 
 /* Loss and correct count of a validation batch. */
@@ -980,17 +1024,6 @@ training_seed(Jsonb *training, int64 *seed)
 	*seed = DatumGetInt64(DirectFunctionCall1(numeric_int8,
 											  NumericGetDatum(v.val.numeric)));
 	return true;
-}
-
-/* Elapsed seconds since start. */
-static double
-seconds_since(instr_time start)
-{
-	instr_time	now;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, start);
-	return INSTR_TIME_GET_DOUBLE(now);
 }
 
 /* A JSON object being written: its text and how many fields it has. */
@@ -1171,6 +1204,7 @@ typedef struct fit_call
 	double		plateau_best;	/* plateau schedule: the same */
 	int32		plateau_wait;
 	int32		epochs_run;
+	double		secs_run;		/* their seconds */
 	bool		stopped_early;
 } fit_call;
 
@@ -1448,6 +1482,8 @@ fit_init_state(fit_call *fc)
 	fs->model = fc->model;
 	fs->batch = fc->a.batch;
 	fs->shuffle = fc->a.shuffle;
+	fs->verbose = fc->a.verbose;
+	fs->epochs = fc->a.epochs;
 	nn_rng_seed(&fs->rng, (uint64) fc->a.seed);
 	fs->xbuf = MemoryContextAllocHuge(fc->cxt, sizeof(float) * batch *
 									  nn_model_input_size(fc->model));
@@ -1523,6 +1559,7 @@ fit_load_data(fit_call *fc)
 	else if (fc->a.val_query != NULL)
 		fit_load_validation(fc, cache_left, scratch_x, scratch_y);
 
+	fc->fs.epoch_rows = fc->train.hi - fc->train.lo;
 	if (s->in_memory)
 	{
 		int64		n = fc->train.hi - fc->train.lo;
@@ -1567,7 +1604,10 @@ fit_epoch(fit_call *fc, int32 e, epoch_result *er)
 	INSTR_TIME_SET_CURRENT(start);
 	fs->epoch = e;
 	fs->batch_no = 0;
+	fs->epoch_start = start;
+	fs->noticed = 0;
 	reset_sums(fs);
+	nnpg_progress_phase(NNPG_PHASE_TRAINING, e, fs->epoch_rows);
 	train_epoch(fs, &fc->train);
 	er->loss = fs->loss_sum / (double) Max(fs->seen, 1);
 	if (fc->classification)
@@ -1576,6 +1616,7 @@ fit_epoch(fit_call *fc, int32 e, epoch_result *er)
 	if (fc->has_val)
 	{
 		reset_sums(fs);
+		nnpg_progress_phase(NNPG_PHASE_VALIDATING, e, -1);
 		dataset_pass(fs, &fc->val, eval_step, NULL);
 		er->vloss = fs->loss_sum / (double) Max(fs->seen, 1);
 		if (fc->classification)
@@ -1641,7 +1682,11 @@ epoch_notice(fit_call *fc, const epoch_result *er)
 		if (fc->classification)
 			appendStringInfo(&msg, " val_accuracy=%.4f", er->vacc);
 	}
-	appendStringInfo(&msg, " (%.1f s)", er->secs);
+	appendStringInfo(&msg, " (%.1f s", er->secs);
+	if (er->epoch < fc->a.epochs)
+		appendStringInfo(&msg, ", eta %.0f s",
+						 fc->secs_run / er->epoch * (fc->a.epochs - er->epoch));
+	appendStringInfoString(&msg, ")");
 	ereport(NOTICE, (errmsg_internal("%s", msg.data)));
 	pfree(msg.data);
 }
@@ -1722,6 +1767,7 @@ fit_run_epochs(fit_call *fc)
 
 		fit_epoch(fc, e, &er);
 		fc->epochs_run = e;
+		fc->secs_run += er.secs;
 		epoch_put_row(fc, &er);
 		epoch_history(fc, &er);
 		if (fc->a.verbose)
@@ -1859,6 +1905,7 @@ nnpg_fit(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	oldcxt = MemoryContextSwitchTo(fc.cxt);
 	fc.alloc = nnpg_alloc_create(fc.cxt);
+	nnpg_progress_begin(fc.a.name, fc.a.epochs);
 
 	/* init: the model, the rows and the state of the epochs */
 	fit_load_model(&fc);
@@ -1875,8 +1922,10 @@ nnpg_fit(PG_FUNCTION_ARGS)
 
 	/* end: store the new version, then release everything */
 	fit_report_skipped(&fc);
+	nnpg_progress_phase(NNPG_PHASE_STORING, 0, -1);
 	fit_store(&fc);
 	fit_close_sources(&fc);
+	nnpg_progress_end();
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
 	MemoryContextDelete(fc.cxt);

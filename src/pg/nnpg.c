@@ -111,6 +111,16 @@ _PG_init(void)
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("nnpg.track_progress",
+							 "Shows running fits in the nn_progress view.",
+							 "Needs nnpg in shared_preload_libraries.",
+							 &nnpg_track_progress,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	nnpg_progress_init();
 	MarkGUCPrefixReserved("nnpg");
 }
 

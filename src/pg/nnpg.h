@@ -87,6 +87,30 @@ extern int64 nnpg_random_seed(void);
 /* Raise 22004 for a NULL argument that needs a value. */
 extern void nnpg_null_argument(const char *argname) pg_attribute_noreturn();
 
+/* ---------- progress.c ---------- */
+
+typedef enum nnpg_fit_phase
+{
+	NNPG_PHASE_READING,
+	NNPG_PHASE_TRAINING,
+	NNPG_PHASE_VALIDATING,
+	NNPG_PHASE_STORING
+} nnpg_fit_phase;
+
+/* nnpg.track_progress */
+extern bool nnpg_track_progress;
+
+/* From _PG_init: shared memory for nn_progress when preloaded. */
+extern void nnpg_progress_init(void);
+/* A fit of model starts; its slot is freed by _end or an abort. */
+extern void nnpg_progress_begin(const char *model, int32 epochs);
+extern void nnpg_progress_end(void);
+/* A phase starts (training: epoch e, rows_total per epoch or -1). */
+extern void nnpg_progress_phase(nnpg_fit_phase phase, int32 epoch,
+								int64 rows_total);
+/* Rows done in the phase, and the epoch's mean loss so far (NaN: none). */
+extern void nnpg_progress_rows(int64 rows_done, double loss);
+
 /* ---------- spec.c ---------- */
 
 /* Parse a jsonb array of layer objects; input shape left unset (rank 0). */
