@@ -75,3 +75,15 @@ COMMENT ON VIEW @extschema@.nn_progress IS
 'live state of every running nn_fit the current role may see (needs nnpg in shared_preload_libraries)';
 
 GRANT SELECT ON @extschema@.nn_progress TO PUBLIC;
+
+/* nn_feature_importance: permutation importance */
+CREATE FUNCTION @extschema@.nn_feature_importance(model text, query text,
+												   repeats integer DEFAULT 5,
+												   seed bigint DEFAULT NULL,
+												   version integer DEFAULT NULL)
+RETURNS TABLE(feature text, importance double precision, stddev double precision)
+AS 'MODULE_PATHNAME', 'nnpg_feature_importance'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_feature_importance(text, text, integer, bigint, integer) IS
+'permutation importance of each feature column of a query: the mean rise of the loss when the column is shuffled';

@@ -284,6 +284,19 @@ COMMENT ON VIEW @extschema@.nn_models IS
 
 GRANT SELECT ON @extschema@.nn_models TO PUBLIC;
 
+/* ---------- explanation ---------- */
+
+CREATE FUNCTION @extschema@.nn_feature_importance(model text, query text,
+												   repeats integer DEFAULT 5,
+												   seed bigint DEFAULT NULL,
+												   version integer DEFAULT NULL)
+RETURNS TABLE(feature text, importance double precision, stddev double precision)
+AS 'MODULE_PATHNAME', 'nnpg_feature_importance'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_feature_importance(text, text, integer, bigint, integer) IS
+'permutation importance of each feature column of a query: the mean rise of the loss when the column is shuffled';
+
 /* ---------- progress ---------- */
 
 CREATE FUNCTION nnpg.fit_progress(OUT pid integer, OUT usename name,

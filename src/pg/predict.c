@@ -241,15 +241,15 @@ typedef struct query_run
 	bool	   *keynull;		/* (B) */
 } query_run;
 
-/* Connect SPI, load the model, open the query. */
+/* Connect SPI, load the model, open the query (arguments 0, 1, version). */
 static void
 query_run_begin(FunctionCallInfo fcinfo, query_run *qr, bool has_key,
-				bool has_target)
+				bool has_target, int version_arg)
 {
 	char	   *name = nnpg_text_to_cstring_arg(fcinfo, 0, "model");
 	char	   *query = nnpg_text_to_cstring_arg(fcinfo, 1, "query");
-	bool		version_isnull = PG_ARGISNULL(2);
-	int32		version = version_isnull ? 0 : PG_GETARG_INT32(2);
+	bool		version_isnull = PG_ARGISNULL(version_arg);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(version_arg);
 	nn_error	err;
 
 	nnpg_apply_threads();
@@ -350,7 +350,7 @@ nnpg_predict_batch(PG_FUNCTION_ARGS)
 	int32		k;
 	nn_error	err;
 
-	query_run_begin(fcinfo, &qr, true, false);
+	query_run_begin(fcinfo, &qr, true, false, 2);
 	classifier = model_is_classifier(&qr);
 	memset(&err, 0, sizeof(err));
 
@@ -396,36 +396,45 @@ typedef struct eval_totals
 	double	   *m2;
 } eval_totals;
 
+/*
+ * The loss a query is evaluated with: that of the model's last fit, unless
+ * the target says otherwise; the reader then reads targets for it.
+ */
+static nn_loss_kind
+evaluation_loss(query_run *qr)
+{
+	nn_loss_kind loss;
+
+	if (nnpg_training_loss(qr->row.training, &loss))
+	{
+		if (nn_loss_sparse_target(loss) && !qr->r.target_scalar)
+			loss = NN_LOSS_CATEGORICAL_CE;
+		else if (loss == NN_LOSS_CATEGORICAL_CE && qr->r.target_scalar)
+			loss = NN_LOSS_SPARSE_CATEGORICAL_CE;
+	}
+	else
+		loss = nnpg_choose_loss(NULL, qr->model, qr->r.target_scalar);
+	nnpg_target_setup(&qr->r, qr->model, loss);
+	qr->y_width = nnpg_reader_target_width(&qr->r);
+	return loss;
+}
+
 /* Read the query in batches and add up loss, confusion or errors. */
 static void
 evaluate_query(FunctionCallInfo fcinfo, query_run *qr, eval_totals *t,
 			   bool need_classes)
 {
-	nn_loss_kind recorded;
 	int32		k;
 	nn_error	err;
 
-	query_run_begin(fcinfo, qr, false, true);
-
-	/* the loss of the last fit, unless the target says otherwise */
-	if (nnpg_training_loss(qr->row.training, &recorded))
-	{
-		t->loss = recorded;
-		if (nn_loss_sparse_target(recorded) && !qr->r.target_scalar)
-			t->loss = NN_LOSS_CATEGORICAL_CE;
-		else if (recorded == NN_LOSS_CATEGORICAL_CE && qr->r.target_scalar)
-			t->loss = NN_LOSS_SPARSE_CATEGORICAL_CE;
-	}
-	else
-		t->loss = nnpg_choose_loss(NULL, qr->model, qr->r.target_scalar);
+	query_run_begin(fcinfo, qr, false, true, 2);
+	t->loss = evaluation_loss(qr);
 	t->classification = nn_loss_is_classification(t->loss);
 	if (need_classes && !t->classification)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("model \"%s\" is not a classifier", qr->row.name),
 				 errdetail("Its loss is %s.", nn_loss_name(t->loss))));
-	nnpg_target_setup(&qr->r, qr->model, t->loss);
-	qr->y_width = nnpg_reader_target_width(&qr->r);
 	qr->y = MemoryContextAllocHuge(qr->cxt, sizeof(float) * NNPG_PREDICT_BATCH * (size_t) qr->y_width);
 
 	if (t->classification)
@@ -633,6 +642,214 @@ nnpg_confusion_matrix(PG_FUNCTION_ARGS)
 			values[2] = Int64GetDatum(count);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
+	}
+	query_run_end(&qr);
+	return (Datum) 0;
+}
+
+/* ---------- permutation importance ---------- */
+
+/* A query's rows in memory, for nn_feature_importance. */
+typedef struct row_table
+{
+	query_run  *qr;
+	int64		n;
+	int64		cap;			/* rows that fit in nnpg.data_cache_mb */
+	float	   *x;				/* (cap, n_in) */
+	float	   *y;				/* (cap, y_width) */
+} row_table;
+
+/* Keep a row (the reader checks that columns keep their lengths). */
+static void
+table_row(nnpg_reader *r, void *arg)
+{
+	row_table  *t = (row_table *) arg;
+
+	if (t->n == t->cap)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the query has more rows than nnpg.data_cache_mb holds (" INT64_FORMAT ")",
+						t->cap),
+				 errhint("Raise nnpg.data_cache_mb, or pass a sample of the rows.")));
+	nnpg_reader_features(r, t->x + (size_t) t->n * t->qr->n_in);
+	nnpg_reader_target(r, t->y + (size_t) t->n * t->qr->y_width);
+	t->n++;
+}
+
+/* Mean loss of the model over the table's rows. */
+static double
+table_loss(row_table *t, nn_loss_kind loss)
+{
+	query_run  *qr = t->qr;
+	double		sum = 0;
+	nn_error	err;
+
+	memset(&err, 0, sizeof(err));
+	for (int64 i = 0; i < t->n; i += NNPG_PREDICT_BATCH)
+	{
+		int32		k = (int32) Min(t->n - i, NNPG_PREDICT_BATCH);
+		int64_t		correct = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		nnpg_check(nn_model_evaluate_batch(qr->model, NULL,
+										   t->x + (size_t) i * qr->n_in,
+										   t->y + (size_t) i * qr->y_width,
+										   k, loss, NULL, 0, &sum, &correct,
+										   &err), &err);
+	}
+	return sum / (double) t->n;
+}
+
+/*
+ * The loss with the values [off, off + w) of every row taken from another
+ * row, by a permutation drawn from rng; the table is restored after.
+ */
+static double
+permuted_loss(row_table *t, nn_loss_kind loss, int32 off, int32 w,
+			  nn_rng *rng, float *saved, uint32 *perm)
+{
+	int32		in = t->qr->n_in;
+	double		l;
+
+	for (int64 i = 0; i < t->n; i++)
+	{
+		perm[i] = (uint32) i;
+		memcpy(saved + (size_t) i * w, t->x + (size_t) i * in + off,
+			   sizeof(float) * w);
+	}
+	nn_rng_shuffle(rng, perm, (size_t) t->n);
+	for (int64 i = 0; i < t->n; i++)
+		memcpy(t->x + (size_t) i * in + off, saved + (size_t) perm[i] * w,
+			   sizeof(float) * w);
+	l = table_loss(t, loss);
+	for (int64 i = 0; i < t->n; i++)
+		memcpy(t->x + (size_t) i * in + off, saved + (size_t) i * w,
+			   sizeof(float) * w);
+	return l;
+}
+
+/* One feature column's result. */
+typedef struct importance
+{
+	int			col;
+	const char *name;
+	double		mean;
+	double		sd;
+} importance;
+
+/* Largest rise first; ties in column order. */
+static int
+importance_cmp(const void *a, const void *b)
+{
+	const importance *x = a;
+	const importance *y = b;
+
+	if (x->mean != y->mean)
+		return x->mean < y->mean ? 1 : -1;
+	return x->col - y->col;
+}
+
+/* The feature column with the most values. */
+static int
+max_width_col(const nnpg_reader *r)
+{
+	int			best = 0;
+
+	for (int c = 1; c < r->n_feature_cols; c++)
+		if (r->first_len[c] > r->first_len[best])
+			best = c;
+	return best;
+}
+
+/* Read the query into a table within nnpg.data_cache_mb. */
+static void
+table_read(query_run *qr, row_table *t)
+{
+	size_t		row_bytes = sizeof(float) * ((size_t) qr->n_in + qr->y_width);
+
+	memset(t, 0, sizeof(*t));
+	t->qr = qr;
+	t->cap = Max((int64) (nnpg_data_cache_bytes() / row_bytes), 1);
+	t->cap = Min(t->cap, (int64) PG_UINT32_MAX);
+	t->x = MemoryContextAllocHuge(qr->cxt, sizeof(float) * (size_t) t->cap * qr->n_in);
+	t->y = MemoryContextAllocHuge(qr->cxt, sizeof(float) * (size_t) t->cap * qr->y_width);
+	(void) nnpg_reader_read(&qr->r, PG_INT64_MAX, table_row, t);
+	if (t->n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("query returned no rows to evaluate")));
+}
+
+/*
+ * nn_feature_importance(model, query, repeats, seed, version):
+ * (feature, importance, stddev), the mean rise of the loss over `repeats`
+ * shuffles of each feature column, largest first.
+ */
+PG_FUNCTION_INFO_V1(nnpg_feature_importance);
+Datum
+nnpg_feature_importance(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		repeats;
+	int64		seed;
+	query_run	qr;
+	row_table	t;
+	nn_loss_kind loss;
+	double		base;
+	importance *imp;
+	int32		off = 0;
+	int			ncol;
+	float	   *saved;
+	uint32	   *perm;
+
+	if (PG_ARGISNULL(2))
+		nnpg_null_argument("repeats");
+	repeats = PG_GETARG_INT32(2);
+	if (repeats < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("repeats must be at least 1, not %d", repeats)));
+	seed = PG_ARGISNULL(3) ? nnpg_random_seed() : PG_GETARG_INT64(3);
+	query_run_begin(fcinfo, &qr, false, true, 4);
+	loss = evaluation_loss(&qr);
+	table_read(&qr, &t);
+	base = table_loss(&t, loss);
+
+	ncol = qr.r.n_feature_cols;
+	imp = palloc0(sizeof(importance) * ncol);
+	saved = MemoryContextAllocHuge(qr.cxt, sizeof(float) * (size_t) t.n *
+								   qr.r.first_len[max_width_col(&qr.r)]);
+	perm = MemoryContextAllocHuge(qr.cxt, sizeof(uint32) * (size_t) t.n);
+	for (int c = 0; c < ncol; c++)
+	{
+		int32		w = qr.r.first_len[c];
+		double		sum = 0,
+					sq = 0;
+		nn_rng		rng;
+
+		nn_rng_seed(&rng, (uint64) seed + (uint64) c * UINT64CONST(0x9E3779B97F4A7C15));
+		for (int32 k = 0; k < repeats; k++)
+		{
+			double		d = permuted_loss(&t, loss, off, w, &rng, saved, perm) - base;
+
+			sum += d;
+			sq += d * d;
+		}
+		imp[c].col = c;
+		imp[c].name = qr.r.colnames[qr.r.first_feature + c];
+		imp[c].mean = sum / repeats;
+		imp[c].sd = repeats > 1 ?
+			sqrt(Max(sq - sum * sum / repeats, 0) / (repeats - 1)) : 0;
+		off += w;
+	}
+	qsort(imp, ncol, sizeof(importance), importance_cmp);
+	for (int c = 0; c < ncol; c++)
+	{
+		Datum		v[3] = {CStringGetTextDatum(imp[c].name),
+		Float8GetDatum(imp[c].mean), Float8GetDatum(imp[c].sd)};
+		bool		n[3] = {false, false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	query_run_end(&qr);
 	return (Datum) 0;
