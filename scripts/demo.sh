@@ -92,10 +92,13 @@ SELECT * FROM nn_summary('fashion_cnn');
 
 \\timing on
 SELECT epoch, round(loss::numeric, 4) AS loss, round(accuracy::numeric, 4) AS accuracy,
+       round(val_loss::numeric, 4) AS val_loss,
+       round(val_accuracy::numeric, 4) AS val_accuracy,
        round(seconds::numeric, 1) AS seconds
 FROM nn_fit('fashion_cnn', 'SELECT img, label FROM fashion_train',
             epochs => $epochs, batch_size => 64, optimizer => 'adam',
-            learning_rate => 0.001, seed => 42);
+            learning_rate => 0.001, seed => 42,
+            validation_query => 'SELECT img, label FROM fashion_test');
 \\timing off
 
 \\echo Evaluation on the test set:
@@ -144,6 +147,9 @@ $("${cluster[@]}" env | sed 's/^/    /')
 
 or, from the repository root:  eval "\$(scripts/cluster.sh$port_opt env)"; psql
 Try: SELECT * FROM nn_models;  SELECT * FROM nn_history('fashion_cnn');
+Save the learning curves as an image to open in a browser:
+    psql -Atc "SELECT nn_plot('fashion_cnn')" > curves.svg
+Watch a running fit from another session:  SELECT * FROM nn_progress;
 
 To stop it and delete its data:  scripts/cluster.sh$port_opt stop
 EOF

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared settings for the nnpg scripts: sourced by setup.sh, cluster.sh,
-# demo.sh and test.sh, never run on its own.
+# demo.sh, test.sh and the benchmarks, never run on its own.
 #
 # Everything can be overridden from the environment:
 #   PG_CONFIG          pg_config of the server to build against
@@ -39,4 +39,14 @@ nnpg_usage() {
 nnpg_die() {
 	printf 'error: %s\n' "$*" >&2
 	exit 1
+}
+
+# nnpg_bench_cluster PORT: a throwaway cluster on PORT for a benchmark,
+# stopped and removed when the script exits, with the PG* variables set.
+nnpg_bench_cluster() {
+	NNPG_BENCH_CLUSTER=(bash "$NNPG_ROOT/scripts/cluster.sh" -p "$1")
+	"${NNPG_BENCH_CLUSTER[@]}" start >/dev/null
+	trap '"${NNPG_BENCH_CLUSTER[@]}" stop >/dev/null' EXIT
+	eval "$("${NNPG_BENCH_CLUSTER[@]}" env)"
+	export PGHOST PGPORT PGUSER PGDATABASE
 }

@@ -21,11 +21,7 @@ while [ "$#" -gt 0 ]; do
 	*) nnpg_die "unrecognized option \"$1\"" ;;
 	esac
 done
-cluster=(bash "$NNPG_ROOT/scripts/cluster.sh" -p "$port")
-"${cluster[@]}" start >/dev/null
-trap '"${cluster[@]}" stop >/dev/null' EXIT
-eval "$("${cluster[@]}" env)"
-export PGHOST PGPORT PGUSER PGDATABASE
+nnpg_bench_cluster "$port"
 
 "$PGBIN/psql" -X -q -c "CREATE EXTENSION IF NOT EXISTS nnpg" >/dev/null
 /usr/bin/python3 "$NNPG_ROOT/scripts/load_fashion.py" --layouts bytea >/dev/null
