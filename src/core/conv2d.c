@@ -331,7 +331,7 @@ conv2d_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
 const nn_layer_type nn_conv2d_type = {
 	.name = "conv2d",
 	.since = 1,
-	.flags = NN_KIND_ACTIVATES,
+	.flags = NN_KIND_ACTIVATES | NN_KIND_PRUNABLE,
 	.options = conv2d_options,
 	.n_options = NN_LENGTH(conv2d_options),
 	.infer = conv2d_infer,

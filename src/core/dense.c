@@ -114,7 +114,7 @@ dense_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 const nn_layer_type nn_dense_type = {
 	.name = "dense",
 	.since = 1,
-	.flags = NN_KIND_ACTIVATES,
+	.flags = NN_KIND_ACTIVATES | NN_KIND_PRUNABLE,
 	.options = dense_options,
 	.n_options = NN_LENGTH(dense_options),
 	.infer = dense_infer,

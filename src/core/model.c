@@ -173,6 +173,7 @@ nn_model_free(nn_model *m)
 	nn_free_bytes(&a, m->state);
 	nn_free_bytes(&a, m->class_weights);
 	nn_free_bytes(&a, m->distill_buf);
+	nn_free_bytes(&a, m->mask);
 	nn_free_bytes(&a, m);
 }
 

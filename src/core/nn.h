@@ -462,6 +462,22 @@ nn_status	nn_model_set_training(nn_model *model, const nn_optimizer_spec *opt,
 void		nn_model_reset_optimizer(nn_model *model);
 
 /*
+ * Magnitude pruning: in the kernel and the recurrent kernel of every
+ * dense, conv2d and recurrent layer, zero the fraction sparsity (in [0,
+ * 1)) of weights of smallest magnitude (ties: the first ones), and keep
+ * them zero through later training: the mask is part of the model and of
+ * its bytes, which then store those tensors sparsely.  Drops the training
+ * state (fine-tuning starts with fresh optimizer state).  NN_ERR_SPEC for
+ * a sparsity out of range.
+ */
+nn_status	nn_model_prune(nn_model *model, double sparsity, nn_error *err);
+/* Does the model carry a pruning mask? */
+bool		nn_model_is_pruned(const nn_model *model);
+/* The fraction of zero weights over the kernels nn_model_prune prunes
+ * (0 when the model has none). */
+double		nn_model_sparsity(const nn_model *model);
+
+/*
  * Knowledge distillation: from now on each training batch also runs
  * teacher (forward only, not owned, outliving its use) and the loss
  * becomes alpha (the loss) + (1 - alpha) T^2 KL(softmax(teacher logits /

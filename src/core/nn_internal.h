@@ -95,6 +95,8 @@ typedef struct nn_layer_buffers
 #define NN_KIND_KEEPS_IDS	0x10	/* passes token ids on unmixed */
 #define NN_KIND_ADAPTS		0x20	/* its state is adapted from the training
 									 * data before the first fit */
+#define NN_KIND_PRUNABLE	0x40	/* nn_model_prune prunes its kernel and
+									 * recurrent kernel */
 
 /*
  * A row of the layer table (layer.c): everything about one layer kind.
@@ -220,6 +222,9 @@ struct nn_model
 	int64_t		step;
 	float		lr_scale;		/* reduce-on-plateau multiplier */
 	double		penalty;		/* L1/L2 of the last gradient computation */
+	/* pruning (prune.c): bit i of the parameters is 1 where a weight is
+	 * kept, 0 where it is pruned (and stays 0); NULL: not pruned */
+	uint8_t    *mask;
 	/* distillation (distill.c): the teacher, not owned; 3 k doubles */
 	nn_model   *teacher;
 	float		temperature;
@@ -239,6 +244,17 @@ nn_status	nn_model_forward(nn_model *m, const float **out, const float *x,
 /* The output layer's pre-activation of the last forward (softmax and
  * sigmoid outputs), else NULL. */
 const float *nn_model_logits(const nn_model *m);
+/* Pruning (prune.c): is parameter i kept?  Zero the gradients of the
+ * pruned ones, so that they stay zero. */
+static inline bool
+nn_mask_kept(const uint8_t *mask, int64_t i)
+{
+	return (mask[i >> 3] >> (i & 7)) & 1;
+}
+void		nn_mask_gradients(nn_model *m);
+/* A mask of every parameter kept, or NULL when out of memory. */
+uint8_t    *nn_mask_alloc(const nn_model *m);
+
 /* The teacher's part of a training batch (distill.c). */
 nn_status	nn_distill_batch(nn_model *m, const float *x, int32_t n,
 							 double *batch_loss, nn_error *err);

@@ -351,6 +351,8 @@ nn_optimizer_step(nn_model *m)
 	uint32_t	bad = 0;
 	run			r;
 
+	if (m->mask)
+		nn_mask_gradients(m);
 	clip_gradients(m);
 	m->step++;
 	if (o->kind == NN_OPT_ADAM || o->kind == NN_OPT_ADAMW)

@@ -659,7 +659,7 @@ lstm_backward};
 static const rnn_cell gru_cell = {3, true, false, gru_forward, gru_backward};
 
 #define RNN_TYPE(kind_name, cell, opts) { \
-	.name = kind_name, .since = 2, .impl = &cell, \
+	.name = kind_name, .since = 2, .impl = &cell, .flags = NN_KIND_PRUNABLE, \
 	.options = opts, .n_options = NN_LENGTH(opts), \
 	.infer = rnn_infer, .init = rnn_init, .forward = rnn_forward, \
 	.backward = rnn_backward, .buffers = rnn_buffers }

@@ -50,8 +50,13 @@ enum tensor_role
 	ROLE_MEAN,
 	ROLE_VARIANCE,
 	ROLE_SLOT,
-	ROLE_RECURRENT				/* version 2 */
+	ROLE_RECURRENT,				/* version 2 */
+	ROLE_SPARSE_KERNEL,			/* version 3: a pruned model's kernel, */
+	ROLE_SPARSE_RECURRENT		/* and recurrent kernel */
 };
+
+/* A pruned tensor's bitmap: u32 words, bit j of word i for value 32 i + j. */
+#define BITMAP_WORDS(n) (((size_t) (n) + 31) / 32)
 
 /* u32 fields an option row takes in a layer record. */
 static size_t
@@ -77,7 +82,7 @@ layer_record(uint32_t version)
 static uint32_t
 model_version(const nn_model *m)
 {
-	uint32_t	v = 1;
+	uint32_t	v = m->mask ? 3 : 1;	/* sparse tensors */
 
 	for (int i = 0; i < m->n_layers; i++)
 	{
@@ -93,6 +98,24 @@ model_version(const nn_model *m)
 		}
 	}
 	return v;
+}
+
+/* Kept weights of a pruned tensor. */
+static int64_t
+kept_count(const nn_model *m, int64_t off, int64_t n)
+{
+	int64_t		k = 0;
+
+	for (int64_t i = 0; i < n; i++)
+		k += nn_mask_kept(m->mask, off + i);
+	return k;
+}
+
+/* Bytes after the head of a sparse tensor: bitmap, kept values. */
+static size_t
+sparse_body(const nn_model *m, int64_t off, int64_t n)
+{
+	return n > 0 ? 4 * BITMAP_WORDS(n) + 4 * (size_t) kept_count(m, off, n) : 0;
 }
 
 /* ---------- little-endian writer ---------- */
@@ -138,6 +161,32 @@ put_tensor(writer *w, uint32_t layer, uint32_t role, const float *data,
 	put_u32(w, 0);
 	for (int64_t i = 0; i < n; i++)
 		put_f32(w, data[i]);
+}
+
+/*
+ * A pruned tensor: the head (dims[1] = kept values), the bitmap of kept
+ * values, then those values in order.
+ */
+static void
+put_sparse(writer *w, uint32_t layer, uint32_t role, const nn_model *m,
+		   int64_t off, int64_t n)
+{
+	uint32_t	head[7] = {layer, role, 1, (uint32_t) n,
+	(uint32_t) kept_count(m, off, n), 0, 0};
+
+	for (int i = 0; i < 7; i++)
+		put_u32(w, head[i]);
+	for (size_t wd = 0; wd < BITMAP_WORDS(n); wd++)
+	{
+		uint32_t	bits = 0;
+
+		for (int64_t j = 0; j < 32 && (int64_t) wd * 32 + j < n; j++)
+			bits |= (uint32_t) nn_mask_kept(m->mask, off + (int64_t) wd * 32 + j) << j;
+		put_u32(w, bits);
+	}
+	for (int64_t i = 0; i < n; i++)
+		if (nn_mask_kept(m->mask, off + i))
+			put_f32(w, m->params[off + i]);
 }
 
 /* ---------- bounds-checked reader ---------- */
@@ -226,6 +275,15 @@ nn_model_serialized_size(const nn_model *m, bool with_optimizer)
 
 	n += 4 + (size_t) tensor_count(m) * TENSOR_HEAD;
 	n += ((size_t) m->n_params + (size_t) m->n_state) * 4;
+	for (int i = 0; m->mask && i < m->n_layers; i++)
+	{
+		const nn_layer *l = &m->layers[i];
+
+		if (l->type->flags & NN_KIND_PRUNABLE)
+			n = n - ((size_t) l->w_len + l->r_len) * 4 +
+				sparse_body(m, l->w_off, l->w_len) +
+				sparse_body(m, l->r_off, l->r_len);
+	}
 	if (with_optimizer && m->training_set)
 	{
 		/* kind, 10 floats, schedule, rate, steps, loss, lr scale, step */
@@ -332,9 +390,15 @@ put_tensors(writer *w, const nn_model *m)
 	{
 		const nn_layer *l = &m->layers[i];
 
-		if (l->w_len > 0)
+		bool		sparse = m->mask && (l->type->flags & NN_KIND_PRUNABLE);
+
+		if (l->w_len > 0 && sparse)
+			put_sparse(w, i, ROLE_SPARSE_KERNEL, m, l->w_off, l->w_len);
+		else if (l->w_len > 0)
 			put_tensor(w, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
-		if (l->r_len > 0)
+		if (l->r_len > 0 && sparse)
+			put_sparse(w, i, ROLE_SPARSE_RECURRENT, m, l->r_off, l->r_len);
+		else if (l->r_len > 0)
 			put_tensor(w, i, ROLE_RECURRENT, m->params + l->r_off, l->r_len);
 		if (l->b_len > 0)
 			put_tensor(w, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
@@ -433,6 +497,104 @@ get_tensor(reader *r, uint32_t layer, uint32_t role, float *dst, int64_t n)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Read a pruned tensor into the model's parameters and mask: the bitmap's
+ * padding bits are 0, it has as many bits set as the head says, and the
+ * kept values are finite.
+ */
+static bool
+get_sparse(reader *r, uint32_t layer, uint32_t role, nn_model *m,
+		   int64_t off, int64_t n)
+{
+	uint32_t	h[7];
+	int64_t		kept = 0;
+
+	for (int i = 0; i < 7; i++)
+		h[i] = get_u32(r);
+	if (!r->ok || h[0] != layer || h[1] != role || h[2] != 1 ||
+		(int64_t) h[3] != n || (int64_t) h[4] > n || h[5] || h[6] ||
+		!need(r, 4 * BITMAP_WORDS(n) + 4 * (size_t) h[4]))
+		return false;
+	for (size_t wd = 0; wd < BITMAP_WORDS(n); wd++)
+	{
+		uint32_t	bits = get_u32(r);
+
+		for (int64_t j = 0; j < 32; j++)
+		{
+			int64_t		i = (int64_t) wd * 32 + j;
+
+			if (i >= n)
+			{
+				if ((bits >> j) & 1)
+					return false;	/* padding */
+				continue;
+			}
+			if ((bits >> j) & 1)
+				kept++;
+			else
+				m->mask[(off + i) >> 3] &= (uint8_t) ~(1u << ((off + i) & 7));
+		}
+	}
+	if (kept != (int64_t) h[4])
+		return false;
+	for (int64_t i = 0; i < n; i++)
+	{
+		m->params[off + i] = nn_mask_kept(m->mask, off + i) ? get_f32(r) : 0.0f;
+		if (!isfinite(m->params[off + i]))
+			return false;
+	}
+	return true;
+}
+
+/* The role of the tensor whose head r is at (or ~0u past the end). */
+static uint32_t
+peek_role(const reader *r)
+{
+	const uint8_t *p = r->p + 4;
+
+	if (!r->ok || r->end - r->p < TENSOR_HEAD)
+		return ~0u;
+	return p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
+		(uint32_t) p[3] << 24;
+}
+
+/*
+ * A layer's kernel and recurrent kernel.  A pruned model's prunable
+ * layers have them sparse (its mask allocated when the first is read),
+ * and every other model's dense: *form is -1 before the first, then 0
+ * (dense) or 1 (sparse), and the others must agree.
+ */
+static nn_status
+get_kernels(reader *r, uint32_t version, nn_model *m, int i, int *form,
+			nn_error *err)
+{
+	nn_layer   *l = &m->layers[i];
+	bool		ok;
+
+	if (l->type->flags & NN_KIND_PRUNABLE)
+	{
+		int			sparse = version >= 3 && peek_role(r) == ROLE_SPARSE_KERNEL;
+
+		if (*form >= 0 && sparse != *form)
+			return CORRUPT("model bytes mix sparse and dense kernels (layer %d)",
+						   i + 1);
+		*form = sparse;
+		if (sparse && m->mask == NULL && (m->mask = nn_mask_alloc(m)) == NULL)
+			return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	}
+	if (m->mask && (l->type->flags & NN_KIND_PRUNABLE))
+		ok = get_sparse(r, i, ROLE_SPARSE_KERNEL, m, l->w_off, l->w_len) &&
+			(l->r_len == 0 ||
+			 get_sparse(r, i, ROLE_SPARSE_RECURRENT, m, l->r_off, l->r_len));
+	else
+		ok = (l->w_len == 0 ||
+			  get_tensor(r, i, ROLE_KERNEL, m->params + l->w_off, l->w_len)) &&
+			(l->r_len == 0 ||
+			 get_tensor(r, i, ROLE_RECURRENT, m->params + l->r_off, l->r_len));
+	return ok ? NN_OK :
+		CORRUPT("model bytes have a bad tensor in layer %d", i + 1);
 }
 
 /*
@@ -566,7 +728,8 @@ read_layers(reader *r, uint32_t version, nn_model_spec *spec,
  * cannot make us allocate.  An invalid spec is a corrupt model.
  */
 static nn_status
-build_model(nn_model **m, const reader *r, const nn_model_spec *spec,
+build_model(nn_model **m, const reader *r, uint32_t version,
+			const nn_model_spec *spec,
 			size_t max_bytes, const nn_alloc *alloc, nn_error *err)
 {
 	size_t		np,
@@ -574,8 +737,9 @@ build_model(nn_model **m, const reader *r, const nn_model_spec *spec,
 	nn_error	sub;
 	nn_status	st;
 
+	/* version 3 kernels may be sparse: a bit each at least */
 	if (nn_spec_counts(spec, &np, &ns, &sub) == NN_OK &&
-		(size_t) (r->end - r->p) / 4 < np + ns)
+		(size_t) (r->end - r->p) < (version >= 3 ? (np + ns + 7) / 8 : (np + ns) * 4))
 		return CORRUPT("model bytes are too short for the %zu weights their layers need",
 					   np + ns);
 	st = nn_model_build(m, spec, max_bytes, alloc, err);
@@ -612,9 +776,11 @@ check_canonical(const nn_model *m, const uint8_t *buf, uint32_t version,
 
 /* The tensors: every layer's kernels, biases and statistics, in order. */
 static nn_status
-read_tensors(reader *r, nn_model *m, nn_error *err)
+read_tensors(reader *r, uint32_t version, nn_model *m, nn_error *err)
 {
 	uint32_t	n_tensors = get_u32(r);
+	int			form = -1;
+	nn_status	st;
 
 	if (!r->ok || n_tensors != tensor_count(m))
 		return CORRUPT("model bytes have %u tensors, the model needs %u",
@@ -624,12 +790,9 @@ read_tensors(reader *r, nn_model *m, nn_error *err)
 		nn_layer   *l = &m->layers[i];
 		bool		ok = true;
 
-		if (l->w_len > 0)
-			ok = get_tensor(r, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
-		if (ok && l->r_len > 0)
-			ok = get_tensor(r, i, ROLE_RECURRENT, m->params + l->r_off,
-							l->r_len);
-		if (ok && l->b_len > 0)
+		if ((st = get_kernels(r, version, m, i, &form, err)) != NN_OK)
+			return st;
+		if (l->b_len > 0)
 			ok = get_tensor(r, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
 		if (ok && nn_layer_has_state(l->spec.kind))
 		{
@@ -741,8 +904,9 @@ read_weights(reader *r, nn_model *m, const uint8_t *buf, uint32_t version,
 {
 	nn_status	st;
 
-	if ((st = check_canonical(m, buf, version, err)) != NN_OK ||
-		(st = read_tensors(r, m, err)) != NN_OK)
+	/* the tensors first: a pruned model's mask decides its version */
+	if ((st = read_tensors(r, version, m, err)) != NN_OK ||
+		(st = check_canonical(m, buf, version, err)) != NN_OK)
 		return st;
 	if ((flags & FLAG_OPTIMIZER) && (st = read_optimizer(r, m, err)) != NN_OK)
 		return st;
@@ -772,7 +936,7 @@ nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 		return st;
 	st = read_layers(&r, version, &spec, alloc, err);
 	if (st == NN_OK)
-		st = build_model(&m, &r, &spec, max_bytes, alloc, err);
+		st = build_model(&m, &r, version, &spec, max_bytes, alloc, err);
 	nn_free_bytes(alloc, spec.layers);
 	if (st == NN_OK)
 		st = read_weights(&r, m, buf, version, flags, err);

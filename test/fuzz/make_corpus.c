@@ -56,7 +56,8 @@ layer(nn_layer_kind kind)
 /* Build, optionally adapt and train, then write the model's bytes. */
 static void
 model_file(const char *name, nn_layer_spec *l, int n, int rank, int d0, int d1,
-		   int d2, nn_optimizer_kind opt, nn_loss_kind loss, bool with_opt)
+		   int d2, nn_optimizer_kind opt, nn_loss_kind loss, bool with_opt,
+		   double sparsity)
 {
 	nn_model_spec spec;
 	nn_model   *m = NULL;
@@ -89,6 +90,8 @@ model_file(const char *name, nn_layer_spec *l, int n, int rank, int d0, int d1,
 		x[i] = nn_rng_uniform(&rng);
 	for (int r = 0; r < 4; r++)
 		y[r * (loss == NN_LOSS_SPARSE_CATEGORICAL_CE ? 1 : out)] = (float) (r % 2);
+	if (sparsity >= 0 && nn_model_prune(m, sparsity, &err) != NN_OK)
+		die(name, &err);
 	if (nn_model_prepare(m, 4, true, 0, &err) != NN_OK)
 		die(name, &err);
 	while (nn_model_needs_adapt(m))
@@ -139,7 +142,7 @@ models(void)
 	mlp[1].units = 3;
 	mlp[1].activation = NN_ACT_SOFTMAX;
 	model_file("mlp_adam.bin", mlp, 2, 1, 4, 0, 0, NN_OPT_ADAM,
-			   NN_LOSS_SPARSE_CATEGORICAL_CE, true);
+			   NN_LOSS_SPARSE_CATEGORICAL_CE, true, -1);
 
 	every[0] = layer(NN_LAYER_NORMALIZE);
 	every[1] = layer(NN_LAYER_RESCALE);
@@ -176,7 +179,7 @@ models(void)
 	every[11].use_bias = false;
 	every[11].activation = NN_ACT_SIGMOID;
 	model_file("every_kind_rmsprop.bin", every, 12, 3, 6, 5, 2, NN_OPT_RMSPROP,
-			   NN_LOSS_BINARY_CE, true);
+			   NN_LOSS_BINARY_CE, true, -1);
 
 	cnn[0] = layer(NN_LAYER_CONV2D);
 	cnn[0].filters = 3;
@@ -188,13 +191,13 @@ models(void)
 	cnn[3].units = 3;
 	cnn[3].activation = NN_ACT_SOFTMAX;
 	model_file("cnn_weights_only.bin", cnn, 4, 3, 8, 8, 1, NN_OPT_SGD,
-			   NN_LOSS_CATEGORICAL_CE, false);
+			   NN_LOSS_CATEGORICAL_CE, false, -1);
 
 	reg[0] = layer(NN_LAYER_DENSE);
 	reg[0].units = 1;
 	reg[0].l1 = 0.01f;
 	model_file("regression_momentum.bin", reg, 1, 1, 3, 0, 0, NN_OPT_MOMENTUM,
-			   NN_LOSS_HUBER, true);
+			   NN_LOSS_HUBER, true, -1);
 
 	/* format version 3: a frozen kernel, whose optimizer state is not kept */
 	reg[0].trainable = false;
@@ -204,7 +207,10 @@ models(void)
 		fz[0].units = 4;
 		fz[1].units = 1;
 		model_file("frozen_adam.bin", fz, 2, 1, 3, 0, 0, NN_OPT_ADAM,
-				   NN_LOSS_MSE, true);
+				   NN_LOSS_MSE, true, -1);
+		/* and a pruned one, its kernels stored sparsely */
+		model_file("pruned_adam.bin", fz, 2, 1, 3, 0, 0, NN_OPT_ADAM,
+				   NN_LOSS_MSE, true, 0.5);
 	}
 
 	/* format version 3: every augmentation kind in front of a small CNN */
@@ -247,7 +253,7 @@ models(void)
 		aug[10].units = 2;
 		aug[10].activation = NN_ACT_SOFTMAX;
 		model_file("augment_adam.bin", aug, 11, 3, 6, 5, 2, NN_OPT_ADAM,
-				   NN_LOSS_SPARSE_CATEGORICAL_CE, true);
+				   NN_LOSS_SPARSE_CATEGORICAL_CE, true, -1);
 	}
 }
 
