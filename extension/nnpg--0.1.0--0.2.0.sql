@@ -87,3 +87,50 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION @extschema@.nn_feature_importance(text, text, integer, bigint, integer) IS
 'permutation importance of each feature column of a query: the mean rise of the loss when the column is shuffled';
+
+/* nn_prune, and the format and sparsity of every version in nn_models */
+ALTER TABLE nnpg.models
+	ADD COLUMN format text NOT NULL DEFAULT 'float32'
+		CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['float32', 'int8'])),
+	ADD COLUMN sparsity real CHECK (sparsity OPERATOR(pg_catalog.>=) 0 AND sparsity OPERATOR(pg_catalog.<=) 1);
+COMMENT ON COLUMN nnpg.models.format IS 'number format of the weights: float32, or int8 after nn_quantize';
+COMMENT ON COLUMN nnpg.models.sparsity IS 'fraction of zero weights in the dense, conv2d and recurrent kernels (nn_prune)';
+
+CREATE FUNCTION @extschema@.nn_prune(model text, sparsity double precision,
+									  version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_prune'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_prune(text, double precision, integer) IS
+'store the next version with the given fraction of smallest kernel weights zero (kept zero by later fits); returns it';
+
+CREATE FUNCTION nnpg.model_sparsity(weights bytea)
+RETURNS real
+AS 'MODULE_PATHNAME', 'nnpg_model_sparsity'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION nnpg.model_sparsity(bytea) IS
+'fraction of zero weights in the prunable kernels of model bytes (the sparsity column of nnpg.models)';
+
+/* the sparsity of the versions stored by 0.1.0 (NULL where bytes are damaged) */
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT ctid FROM nnpg.models WHERE weights IS NOT NULL LOOP
+		BEGIN
+			UPDATE nnpg.models SET sparsity = nnpg.model_sparsity(weights)
+			WHERE ctid OPERATOR(pg_catalog.=) r.ctid;
+		EXCEPTION WHEN data_corrupted THEN
+			NULL;
+		END;
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE VIEW @extschema@.nn_models WITH (security_invoker = true) AS
+	SELECT m.name, m.version, m.created_at, m.owner, m.params,
+		   pg_catalog.octet_length(m.weights)::bigint AS size_bytes,
+		   m.metrics, m.layers, m.training, m.format, m.sparsity
+	FROM nnpg.models m;

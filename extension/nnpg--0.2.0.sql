@@ -56,6 +56,9 @@ CREATE TABLE nnpg.models (
 	history		jsonb,
 	weights		bytea,
 	params		bigint,
+	format		text NOT NULL DEFAULT 'float32'
+		CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['float32', 'int8'])),
+	sparsity	real CHECK (sparsity OPERATOR(pg_catalog.>=) 0 AND sparsity OPERATOR(pg_catalog.<=) 1),
 	UNIQUE (name, version)
 );
 
@@ -66,6 +69,8 @@ COMMENT ON COLUMN nnpg.models.metrics IS 'figures of the last training epoch';
 COMMENT ON COLUMN nnpg.models.history IS 'one object per training epoch';
 COMMENT ON COLUMN nnpg.models.weights IS 'serialized model (NULL until the input shape is known)';
 COMMENT ON COLUMN nnpg.models.params IS 'number of trainable and adapted parameters';
+COMMENT ON COLUMN nnpg.models.format IS 'number format of the weights: float32, or int8 after nn_quantize';
+COMMENT ON COLUMN nnpg.models.sparsity IS 'fraction of zero weights in the dense, conv2d and recurrent kernels (nn_prune)';
 
 /*
  * Model bytes are float32 weights (and optimizer state), which pglz almost
@@ -276,13 +281,32 @@ COMMENT ON FUNCTION @extschema@.nn_import(text, bytea, integer) IS
 CREATE VIEW @extschema@.nn_models WITH (security_invoker = true) AS
 	SELECT m.name, m.version, m.created_at, m.owner, m.params,
 		   pg_catalog.octet_length(m.weights)::bigint AS size_bytes,
-		   m.metrics, m.layers, m.training
+		   m.metrics, m.layers, m.training, m.format, m.sparsity
 	FROM nnpg.models m;
 
 COMMENT ON VIEW @extschema@.nn_models IS
 'model versions the current role may see';
 
 GRANT SELECT ON @extschema@.nn_models TO PUBLIC;
+
+/* ---------- smaller models ---------- */
+
+CREATE FUNCTION @extschema@.nn_prune(model text, sparsity double precision,
+									  version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_prune'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_prune(text, double precision, integer) IS
+'store the next version with the given fraction of smallest kernel weights zero (kept zero by later fits); returns it';
+
+CREATE FUNCTION nnpg.model_sparsity(weights bytea)
+RETURNS real
+AS 'MODULE_PATHNAME', 'nnpg_model_sparsity'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION nnpg.model_sparsity(bytea) IS
+'fraction of zero weights in the prunable kernels of model bytes (the sparsity column of nnpg.models)';
 
 /* ---------- explanation ---------- */
 

@@ -1857,14 +1857,16 @@ fit_store(fit_call *fc)
 {
 	char	   *training = fit_settings_json(fc);
 	bytea	   *weights = nnpg_serialize_model(fc->model, true);
+	nnpg_model_facts facts;
 	int32		new_version;
 
+	nnpg_model_facts_of(fc->model, &facts);
 	new_version = nnpg_insert_model(fc->a.name, true, 0, fc->row.owner,
 									PointerGetDatum(fc->row.layers),
 									nnpg_jsonb_from_cstring(training),
 									nnpg_jsonb_from_cstring(fc->metrics.data), false,
 									nnpg_jsonb_from_cstring(fc->history.data), false,
-									weights, nn_model_param_count(fc->model));
+									weights, &facts);
 	if (fc->a.verbose)
 		ereport(NOTICE,
 				(errmsg("stored version %d of model \"%s\"", new_version,

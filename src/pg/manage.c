@@ -225,7 +225,7 @@ create_from_base(const create_args *a, const nn_model_spec *top,
 /* The model bytes of version 1, or NULL while the input shape is unknown. */
 static bytea *
 create_weights(const create_args *a, Jsonb **layers, StringInfo training,
-			   int64 *params)
+			   nnpg_model_facts *facts)
 {
 	nn_model_spec spec;
 	nn_model   *model = NULL;
@@ -257,7 +257,7 @@ create_weights(const create_args *a, Jsonb **layers, StringInfo training,
 		appendStringInfo(training, ", \"input_shape\": %s}",
 						 nnpg_shape_to_json(ms->input_rank, ms->input_shape));
 		weights = nnpg_serialize_model(model, false);
-		*params = nn_model_param_count(model);
+		nnpg_model_facts_of(model, facts);
 	}
 	else
 		appendStringInfoString(training, ", \"input_shape\": null}");
@@ -275,7 +275,7 @@ nnpg_create(PG_FUNCTION_ARGS)
 {
 	create_args a;
 	bytea	   *weights;
-	int64		params = 0;
+	nnpg_model_facts facts;
 	Jsonb	   *layers;
 	StringInfoData training;
 	int32		version;
@@ -285,7 +285,7 @@ nnpg_create(PG_FUNCTION_ARGS)
 	create_read_args(fcinfo, &a);
 	layers = a.layers;
 	initStringInfo(&training);
-	weights = create_weights(&a, &layers, &training, &params);
+	weights = create_weights(&a, &layers, &training, &facts);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -297,7 +297,7 @@ nnpg_create(PG_FUNCTION_ARGS)
 	version = nnpg_insert_model(a.name, false, 1, NULL, JsonbPGetDatum(layers),
 								nnpg_jsonb_from_cstring(training.data),
 								(Datum) 0, true, (Datum) 0, true,
-								weights, params);
+								weights, weights ? &facts : NULL);
 	SPI_finish();
 	PG_RETURN_INT32(version);
 }
@@ -454,7 +454,7 @@ nnpg_import(PG_FUNCTION_ARGS)
 	const nn_model_spec *spec;
 	char	   *layers;
 	StringInfoData training;
-	int64		params;
+	nnpg_model_facts facts;
 	int32		stored;
 
 	nnpg_prevent_read_only("nn_import()");
@@ -472,7 +472,7 @@ nnpg_import(PG_FUNCTION_ARGS)
 	model = nnpg_load_model(data, cxt);
 	spec = nn_model_get_spec(model);
 	layers = nnpg_spec_to_json(spec);
-	params = nn_model_param_count(model);
+	nnpg_model_facts_of(model, &facts);
 	initStringInfo(&training);
 	appendStringInfo(&training, "{\"imported\": true, \"input_shape\": %s}",
 					 nnpg_shape_to_json(spec->input_rank, spec->input_shape));
@@ -484,7 +484,71 @@ nnpg_import(PG_FUNCTION_ARGS)
 	stored = nnpg_insert_model(name, version_isnull, version, NULL,
 							   nnpg_jsonb_from_cstring(layers),
 							   nnpg_jsonb_from_cstring(training.data),
-							   (Datum) 0, true, (Datum) 0, true, data, params);
+							   (Datum) 0, true, (Datum) 0, true, data, &facts);
 	SPI_finish();
 	PG_RETURN_INT32(stored);
+}
+
+/* nn_prune(model, sparsity, version): the version pruned, as the next one */
+PG_FUNCTION_INFO_V1(nnpg_prune);
+Datum
+nnpg_prune(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0, "model");
+	bool		version_isnull = PG_ARGISNULL(2);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(2);
+	double		sparsity;
+	MemoryContext cxt;
+	nnpg_model_row row;
+	nn_model   *model;
+	nnpg_model_facts facts;
+	bytea	   *weights;
+	StringInfoData training;
+	nn_error	err;
+	int32		stored;
+
+	nnpg_prevent_read_only("nn_prune()");
+	nnpg_apply_threads();
+	if (PG_ARGISNULL(1))
+		nnpg_null_argument("sparsity");
+	sparsity = PG_GETARG_FLOAT8(1);
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg prune",
+								ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* fits and prunes of one model take turns; then see the latest */
+	nnpg_lock_model_name(name);
+	model = nnpg_load_named_model(name, version_isnull, version, cxt, &row);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_prune(model, sparsity, &err), &err);
+	weights = nnpg_serialize_model(model, false);
+	nnpg_model_facts_of(model, &facts);
+	initStringInfo(&training);
+	appendStringInfo(&training, "{\"pruned\": true, \"sparsity\": ");
+	nnpg_json_number(&training, sparsity);
+	appendStringInfo(&training, ", \"from_version\": %d, \"input_shape\": %s}",
+					 row.version,
+					 nnpg_shape_to_json(nn_model_get_spec(model)->input_rank,
+										nn_model_get_spec(model)->input_shape));
+	stored = nnpg_insert_model(name, true, 0, row.owner,
+							   JsonbPGetDatum(row.layers),
+							   nnpg_jsonb_from_cstring(training.data),
+							   (Datum) 0, true, (Datum) 0, true, weights, &facts);
+	SPI_finish();
+	MemoryContextDelete(cxt);
+	PG_RETURN_INT32(stored);
+}
+
+/* nnpg.model_sparsity(weights): the sparsity nn_models shows of model bytes */
+PG_FUNCTION_INFO_V1(nnpg_model_sparsity);
+Datum
+nnpg_model_sparsity(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "nnpg sparsity",
+											  ALLOCSET_DEFAULT_SIZES);
+	double		s = nn_model_sparsity(nnpg_load_model(PG_GETARG_BYTEA_PP(0), cxt));
+
+	MemoryContextDelete(cxt);
+	PG_RETURN_FLOAT4((float4) s);
 }

@@ -303,17 +303,29 @@ extern nn_model *nnpg_load_named_model(const char *name, bool version_isnull,
 /* Serialize a model into a palloc'd bytea. */
 extern bytea *nnpg_serialize_model(const nn_model *model, bool with_optimizer);
 
+/* What nn_models shows of a version besides its rows' values. */
+typedef struct nnpg_model_facts
+{
+	int64		params;			/* as nn_summary counts them */
+	double		sparsity;		/* zero weights of the prunable kernels */
+	const char *format;			/* "float32" or "int8" */
+} nnpg_model_facts;
+
+/* The facts of a model. */
+extern void nnpg_model_facts_of(const nn_model *model, nnpg_model_facts *f);
+
 /*
  * Insert a model version (version_isnull: the next one, 1 for a new name)
  * and return its version; 42710 when it exists.  owner NULL: the current
- * user.  SPI must be connected.
+ * user; facts NULL (with weights NULL): a model not built yet.  SPI must be
+ * connected.
  */
 extern int32 nnpg_insert_model(const char *name, bool version_isnull,
 							   int32 version, const char *owner,
 							   Datum layers, Datum training, Datum metrics,
 							   bool metrics_isnull, Datum history,
 							   bool history_isnull, bytea *weights,
-							   int64 params);
+							   const nnpg_model_facts *facts);
 
 /* Serialize fits and creates of one model name until the transaction ends. */
 extern void nnpg_lock_model_name(const char *name);

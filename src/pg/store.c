@@ -186,36 +186,63 @@ nnpg_serialize_model(const nn_model *model, bool with_optimizer)
 	return b;
 }
 
+/* Does nnpg.models have the columns of 0.2.0 (format, sparsity)? */
+static bool
+table_has_facts(void)
+{
+	static const char *sql =
+	"SELECT 1 FROM pg_catalog.pg_attribute a"
+	" WHERE a.attrelid OPERATOR(pg_catalog.=) 'nnpg.models'::pg_catalog.regclass"
+	" AND a.attname OPERATOR(pg_catalog.=) 'sparsity' AND NOT a.attisdropped";
+
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the columns of nnpg.models");
+	return SPI_processed > 0;
+}
+
+void
+nnpg_model_facts_of(const nn_model *model, nnpg_model_facts *f)
+{
+	f->params = nn_model_param_count(model);
+	f->sparsity = nn_model_sparsity(model);
+	f->format = "float32";
+}
+
 /* Insert a model version; returns the version stored. */
 int32
 nnpg_insert_model(const char *name, bool version_isnull, int32 version,
 				  const char *owner, Datum layers, Datum training,
 				  Datum metrics, bool metrics_isnull, Datum history,
-				  bool history_isnull, bytea *weights, int64 params)
+				  bool history_isnull, bytea *weights,
+				  const nnpg_model_facts *facts)
 {
 	static const char *sql =
 	"INSERT INTO nnpg.models AS m"
-	" (name, version, owner, layers, training, metrics, history, weights, params)"
+	" (name, version, owner, layers, training, metrics, history, weights, params%s)"
 	" VALUES ($1,"
 	" COALESCE($2, (SELECT COALESCE(pg_catalog.max(v.version), 0) OPERATOR(pg_catalog.+) 1"
 	"  FROM nnpg.models v WHERE v.name OPERATOR(pg_catalog.=) $1)),"
-	" COALESCE($3, CURRENT_USER), $4, $5, $6, $7, $8, $9)"
+	" COALESCE($3, CURRENT_USER), $4, $5, $6, $7, $8, $9%s)"
 	" ON CONFLICT (name, version) DO NOTHING"
 	" RETURNING m.version";
-	Oid			argtypes[9] = {TEXTOID, INT4OID, NAMEOID, JSONBOID, JSONBOID,
-	JSONBOID, JSONBOID, BYTEAOID, INT8OID};
-	ParamListInfo args = makeParamList(9);
+	/* before ALTER EXTENSION nnpg UPDATE the table has 0.1.0's columns */
+	bool		with_facts = table_has_facts();
+	int			nargs = with_facts ? 11 : 9;
+	Oid			argtypes[11] = {TEXTOID, INT4OID, NAMEOID, JSONBOID, JSONBOID,
+	JSONBOID, JSONBOID, BYTEAOID, INT8OID, TEXTOID, FLOAT4OID};
+	ParamListInfo args;
 	SPIPlanPtr	plan;
 	NameData   *ownername = palloc0(sizeof(NameData));
 	int			rc;
 	bool		isnull;
 	int32		stored;
 
-	for (int i = 0; i < 9; i++)
+	args = makeParamList(nargs);
+	for (int i = 0; i < nargs; i++)
 	{
 		args->params[i].ptype = argtypes[i];
 		args->params[i].pflags = PARAM_FLAG_CONST;
-		args->params[i].isnull = false;
+		args->params[i].isnull = facts == NULL && i >= 8;
 	}
 	/*
 	 * Not a constant to the planner, which would copy the value into the
@@ -238,10 +265,17 @@ nnpg_insert_model(const char *name, bool version_isnull, int32 version,
 	args->params[6].isnull = history_isnull;
 	args->params[7].value = PointerGetDatum(weights);
 	args->params[7].isnull = weights == NULL;
-	args->params[8].value = Int64GetDatum(params);
-	args->params[8].isnull = weights == NULL;
+	if (facts)
+		args->params[8].value = Int64GetDatum(facts->params);
+	if (facts && with_facts)
+	{
+		args->params[9].value = CStringGetTextDatum(facts->format);
+		args->params[10].value = Float4GetDatum((float4) facts->sparsity);
+	}
 
-	plan = SPI_prepare(sql, 9, argtypes);
+	plan = SPI_prepare(psprintf(sql, with_facts ? ", format, sparsity" : "",
+								with_facts ? ", COALESCE($10, 'float32'), $11" : ""),
+					   nargs, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the insert into nnpg.models: %s",
 			 SPI_result_code_string(SPI_result));

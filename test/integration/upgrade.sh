@@ -398,8 +398,10 @@ snapshot() {
 		it_psql -F ' ' \
 			-c '\echo @predict' "${predict[@]}" \
 			-c '\echo @history' -c "SELECT * FROM nn_history('$m')" \
-			-c '\echo @models' -c "SELECT * FROM nn_models WHERE name = '$m' ORDER BY version" \
-			-c '\echo @rows' -c "SELECT version, md5(m::text) FROM nnpg.models AS m
+			-c '\echo @models' -c "SELECT name, version, created_at, owner, params, size_bytes,
+				metrics, layers, training FROM nn_models WHERE name = '$m' ORDER BY version" \
+			-c '\echo @rows' -c "SELECT version, md5(ROW(name, version, owner, created_at, layers,
+				training, metrics, history, weights, params)::text) FROM nnpg.models AS m
 				WHERE name = '$m' ORDER BY version" \
 			-c '\echo @summary' -c "SELECT v.version, s.layer, s.type, s.output_shape, s.params
 				FROM (SELECT version FROM nnpg.models WHERE name = '$m') AS v,
@@ -442,6 +444,9 @@ compat_check "after the update"
 it_expect_value "1 1" "after the update nn_summary says every layer with weights of cnn trains" -- \
 	"SELECT bool_and(trainable OR trainable IS NULL)::int || ' ' || (count(trainable) > 0)::int
 	 FROM nn_summary('cnn')"
+it_expect_value "float32|0|0" "after the update every version is float32, and its sparsity is that of its bytes" -- \
+	"SELECT DISTINCT format, sparsity, (sparsity IS DISTINCT FROM nnpg.model_sparsity(weights))::int
+	 FROM nnpg.models WHERE weights IS NOT NULL"
 it_expect_value 1 "after the update nn_create takes a base model" -- \
 	"SELECT nn_create('cnn_head', '[{\"type\": \"dense\", \"units\": 2}]', base => 'cnn')"
 
