@@ -43,11 +43,7 @@ while [ "$#" -gt 0 ]; do
 	*) nnpg_die "unrecognized option \"$1\"" ;;
 	esac
 done
-cluster=(bash "$NNPG_ROOT/scripts/cluster.sh" -p "$port")
-"${cluster[@]}" start >/dev/null
-trap '"${cluster[@]}" stop >/dev/null' EXIT
-eval "$("${cluster[@]}" env)"
-export PGHOST PGPORT PGUSER PGDATABASE
+nnpg_bench_cluster "$port"
 export PGOPTIONS="-c nnpg.threads=$threads -c client_min_messages=warning"
 
 q() { "$PGBIN/psql" -X -q -At -F ' ' -v ON_ERROR_STOP=1 "$@"; }
