@@ -85,11 +85,8 @@ typedef struct wjob
 	int32_t		n;
 } wjob;
 
-/*
- * Rows [r0, r0 + m) x panels [p0, p0 + np) of a product, m at most the
- * path's tile rows (mr).
- */
-typedef void (*qtile_fn) (const qjob *j, int32_t r0, int32_t m, int32_t p0,
+/* Rows [r0, r1) x panels [p0, p0 + np) of a product. */
+typedef void (*qrows_fn) (const qjob *j, int32_t r0, int32_t r1, int32_t p0,
 						  int32_t np);
 /* Weight-only: row r x panels [p0, p0 + np) by in-register conversion. */
 typedef void (*wrow_fn) (const wjob *j, int32_t r, int32_t p0, int32_t np);
@@ -97,7 +94,7 @@ typedef void (*wrow_fn) (const wjob *j, int32_t r, int32_t p0, int32_t np);
 typedef struct qkernels
 {
 	const char *name;
-	qtile_fn	tile;
+	qrows_fn	rows;
 	wrow_fn		wrow;
 	int32_t		mr;				/* rows of a tile */
 	int32_t		np;				/* panels of a tile (for several rows) */
@@ -367,13 +364,16 @@ nn_qgemm_free(nn_qweights *qw)
 
 /* ---------- helpers shared by the paths ---------- */
 
-/* The last k < 4 bytes of a row, zero-padded to a group. */
+/* The last k (1 to 3) bytes of a row as a word, zero-padded. */
 static inline uint32_t
 tail4(const uint8_t *p, int32_t k)
 {
-	uint32_t	v = 0;
+	uint32_t	v = p[0];
 
-	memcpy(&v, p, (size_t) k);
+	if (k > 1)
+		v |= (uint32_t) p[1] << 8;
+	if (k > 2)
+		v |= (uint32_t) p[2] << 16;
 	return v;
 }
 
@@ -401,6 +401,12 @@ panel_width(const nn_qweights *w, int32_t p)
 	int32_t		left = w->out - p * PANEL;
 
 	return left < PANEL ? left : PANEL;
+}
+
+static inline int32_t
+min32(int32_t a, int32_t b)
+{
+	return a < b ? a : b;
 }
 
 /* ---------- portable C ---------- */
@@ -453,15 +459,15 @@ c_store(const qjob *j, int32_t r, int32_t p, const int32_t *acc)
 	}
 }
 
-/* A tile in plain C, one row and panel at a time. */
+/* Rows in plain C, one row and panel at a time. */
 static void
-c_tile(const qjob *j, int32_t r0, int32_t m, int32_t p0, int32_t np)
+c_rows(const qjob *j, int32_t r0, int32_t r1, int32_t p0, int32_t np)
 {
 	const nn_qweights *w = j->w;
 	int32_t		acc[PANEL];
 
 	for (int32_t p = p0; p < p0 + np; p++)
-		for (int32_t r = r0; r < r0 + m; r++)
+		for (int32_t r = r0; r < r1; r++)
 		{
 			c_row_panel(acc, j->x + r * j->ldx,
 						w->panel + (size_t) p * w->groups * GROUP_BYTES, w->in);
@@ -566,41 +572,58 @@ avx2_step(__m256i acc[AVX2_MR][AVX2_WIDE][AVX2_CHUNKS], const int8_t *wg,
 		}
 }
 
-/* Eight sums from channel o on, less the zero point, stored as asked. */
-QG_INLINE QG_AVX2 void
-avx2_store8(const qjob *j, int32_t r, int32_t o, __m256i v, int32_t cnt)
+/* What the stores of eight channels from o need, once per row range. */
+typedef struct avx2_out
+{
+	__m256i		comp;			/* zero * rowsum */
+	__m256		scale;			/* xscale * scale */
+	__m256		bias;
+	__m256i		mask;			/* the channels that exist */
+} avx2_out;
+
+QG_INLINE QG_AVX2 avx2_out
+avx2_out_of(const qjob *j, int32_t o)
 {
 	const nn_qweights *w = j->w;
-	__m256i		mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt),
-										  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-	__m256i		rs = _mm256_load_si256((const __m256i *) (w->rowsum + o));
+	avx2_out	e;
 
-	v = _mm256_sub_epi32(v, _mm256_mullo_epi32(_mm256_set1_epi32(j->zero), rs));
+	e.mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w->out - o),
+								_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+	e.comp = _mm256_mullo_epi32(_mm256_set1_epi32(j->zero),
+								_mm256_load_si256((const __m256i *) (w->rowsum + o)));
+	e.scale = _mm256_mul_ps(_mm256_set1_ps(j->xscale),
+							_mm256_load_ps(w->scale + o));
+	e.bias = j->bias ? _mm256_maskload_ps(j->bias + o, e.mask) :
+		_mm256_setzero_ps();
+	return e;
+}
+
+/* Eight sums of row r from channel o, less the zero point, stored. */
+QG_INLINE QG_AVX2 void
+avx2_store8(const qjob *j, const avx2_out *e, int32_t r, int32_t o, __m256i v)
+{
+	size_t		at = r * j->ldy + o;
+
+	v = _mm256_sub_epi32(v, e->comp);
 	if (j->y)
-	{
-		__m256		s = _mm256_mul_ps(_mm256_set1_ps(j->xscale),
-									  _mm256_load_ps(w->scale + o));
-		__m256		b = j->bias ? _mm256_maskload_ps(j->bias + o, mask) :
-			_mm256_setzero_ps();
-
-		_mm256_maskstore_ps(j->y + r * j->ldy + o, mask,
-							_mm256_fmadd_ps(_mm256_cvtepi32_ps(v), s, b));
-	}
+		_mm256_maskstore_ps(j->y + at, e->mask,
+							_mm256_fmadd_ps(_mm256_cvtepi32_ps(v), e->scale,
+											e->bias));
 	else
-		_mm256_maskstore_epi32((int *) (j->c + r * j->ldy + o), mask, v);
+		_mm256_maskstore_epi32((int *) (j->c + at), e->mask, v);
 }
 
 /* One row and panel: add the lane pairs into channel order, then store. */
 QG_INLINE QG_AVX2 void
-avx2_store(const qjob *j, int32_t r, int32_t p, const __m256i *a)
+avx2_store(const qjob *j, const avx2_out *e, int32_t r, int32_t p,
+		   const __m256i *a)
 {
-	int32_t		cnt = panel_width(j->w, p);
 	__m256i		lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[0], a[1]), 0xD8),
 				hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[2], a[3]), 0xD8);
 
-	avx2_store8(j, r, p * PANEL, lo, cnt);
-	if (cnt > 8)
-		avx2_store8(j, r, p * PANEL + 8, hi, cnt - 8);
+	avx2_store8(j, &e[0], r, p * PANEL, lo);
+	if (panel_width(j->w, p) > 8)
+		avx2_store8(j, &e[1], r, p * PANEL + 8, hi);
 }
 
 /*
@@ -609,8 +632,8 @@ avx2_store(const qjob *j, int32_t r, int32_t p, const __m256i *a)
  * one at a time, the final one zero-padded.
  */
 QG_INLINE QG_AVX2 void
-avx2_kernel(const qjob *j, int32_t r0, int32_t m, int32_t p0, const int MR,
-			const int NP)
+avx2_kernel(const qjob *j, const avx2_out (*e)[2], int32_t r0, int32_t m,
+			int32_t p0, const int MR, const int NP)
 {
 	const nn_qweights *w = j->w;
 	size_t		ps = (size_t) w->groups * GROUP_BYTES;
@@ -648,24 +671,39 @@ avx2_kernel(const qjob *j, int32_t r0, int32_t m, int32_t p0, const int MR,
 	}
 	for (int p = 0; p < NP; p++)
 		for (int r = 0; r < MR && r < m; r++)
-			avx2_store(j, r0 + r, p0 + p, acc[r][p]);
+			avx2_store(j, e[p], r0 + r, p0 + p, acc[r][p]);
 }
 
-/* A tile by AVX2: two rows a panel at a time, one row two panels. */
+/* Rows [r0, r1) x NP panels from p0, in tiles of MR rows. */
+QG_INLINE QG_AVX2 void
+avx2_panels(const qjob *j, int32_t r0, int32_t r1, int32_t p0, const int MR,
+			const int NP)
+{
+	avx2_out	e[AVX2_WIDE][2];
+
+	for (int p = 0; p < NP; p++)
+		for (int h = 0; h < 2; h++)
+			e[p][h] = avx2_out_of(j, (p0 + p) * PANEL + 8 * h);
+	for (int32_t r = r0; r < r1; r += MR)
+		avx2_kernel(j, (const avx2_out (*)[2]) e, r, min32(MR, r1 - r), p0,
+					MR, NP);
+}
+
+/* Rows by AVX2: tiles of 2 rows x 1 panel; a single row 2 panels. */
 static QG_AVX2 void
-avx2_tile(const qjob *j, int32_t r0, int32_t m, int32_t p0, int32_t np)
+avx2_rows(const qjob *j, int32_t r0, int32_t r1, int32_t p0, int32_t np)
 {
 	for (int32_t p = p0; p < p0 + np;)
 	{
-		if (m > 1)
-			avx2_kernel(j, r0, m, p++, AVX2_MR, 1);
+		if (r1 - r0 > 1)
+			avx2_panels(j, r0, r1, p++, AVX2_MR, 1);
 		else if (p + 2 <= p0 + np)
 		{
-			avx2_kernel(j, r0, 1, p, 1, 2);
+			avx2_panels(j, r0, r1, p, 1, 2);
 			p += 2;
 		}
 		else
-			avx2_kernel(j, r0, 1, p++, 1, 1);
+			avx2_panels(j, r0, r1, p++, 1, 1);
 	}
 }
 
@@ -757,34 +795,51 @@ vnni_step(__m512i acc[VNNI_MR][VNNI_WIDE], const int8_t *wg, size_t ps,
 	}
 }
 
-/* Sixteen sums of row r, panel p, less the zero point, stored as asked. */
-QG_INLINE QG_VNNI void
-vnni_store(const qjob *j, int32_t r, int32_t p, __m512i v)
+/* What the stores of one panel need, once per row range. */
+typedef struct vnni_out
+{
+	__m512i		comp;			/* zero * rowsum */
+	__m512		scale;			/* xscale * scale */
+	__m512		bias;
+	__mmask16	mask;			/* the panel's channels */
+} vnni_out;
+
+QG_INLINE QG_VNNI vnni_out
+vnni_out_of(const qjob *j, int32_t p)
 {
 	const nn_qweights *w = j->w;
 	int32_t		o = p * PANEL;
-	__mmask16	k = (__mmask16) ((1u << panel_width(w, p)) - 1);
-	__m512i		rs = _mm512_load_si512((const void *) (w->rowsum + o));
+	vnni_out	e;
 
-	v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(j->zero), rs));
+	e.mask = (__mmask16) ((1u << panel_width(w, p)) - 1);
+	e.comp = _mm512_mullo_epi32(_mm512_set1_epi32(j->zero),
+								_mm512_load_si512((const void *) (w->rowsum + o)));
+	e.scale = _mm512_mul_ps(_mm512_set1_ps(j->xscale),
+							_mm512_load_ps(w->scale + o));
+	e.bias = j->bias ? _mm512_maskz_loadu_ps(e.mask, j->bias + o) :
+		_mm512_setzero_ps();
+	return e;
+}
+
+/* Sixteen sums of row r, panel p, less the zero point, stored as asked. */
+QG_INLINE QG_VNNI void
+vnni_store(const qjob *j, const vnni_out *e, int32_t r, int32_t p, __m512i v)
+{
+	size_t		at = r * j->ldy + p * PANEL;
+
+	v = _mm512_sub_epi32(v, e->comp);
 	if (j->y)
-	{
-		__m512		s = _mm512_mul_ps(_mm512_set1_ps(j->xscale),
-									  _mm512_load_ps(w->scale + o));
-		__m512		b = j->bias ? _mm512_maskz_loadu_ps(k, j->bias + o) :
-			_mm512_setzero_ps();
-
-		_mm512_mask_storeu_ps(j->y + r * j->ldy + o, k,
-							  _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, b));
-	}
+		_mm512_mask_storeu_ps(j->y + at, e->mask,
+							  _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), e->scale,
+											  e->bias));
 	else
-		_mm512_mask_storeu_epi32(j->c + r * j->ldy + o, k, v);
+		_mm512_mask_storeu_epi32(j->c + at, e->mask, v);
 }
 
 /* MR rows x NP panels; the last group's inputs zero-padded. */
 QG_INLINE QG_VNNI void
-vnni_kernel(const qjob *j, int32_t r0, int32_t m, int32_t p0, const int MR,
-			const int NP)
+vnni_kernel(const qjob *j, const vnni_out *e, int32_t r0, int32_t m,
+			int32_t p0, const int MR, const int NP)
 {
 	const nn_qweights *w = j->w;
 	size_t		ps = (size_t) w->groups * GROUP_BYTES;
@@ -814,34 +869,47 @@ vnni_kernel(const qjob *j, int32_t r0, int32_t m, int32_t p0, const int MR,
 	}
 	for (int p = 0; p < NP; p++)
 		for (int r = 0; r < MR && r < m; r++)
-			vnni_store(j, r0 + r, p0 + p, acc[r][p]);
+			vnni_store(j, &e[p], r0 + r, p0 + p, acc[r][p]);
 }
 
-/* A tile by VNNI: 8 rows two panels at a time, one row four. */
+/* Rows [r0, r1) x NP panels from p0, in tiles of MR rows. */
+QG_INLINE QG_VNNI void
+vnni_panels(const qjob *j, int32_t r0, int32_t r1, int32_t p0, const int MR,
+			const int NP)
+{
+	vnni_out	e[VNNI_WIDE];
+
+	for (int p = 0; p < NP; p++)
+		e[p] = vnni_out_of(j, p0 + p);
+	for (int32_t r = r0; r < r1; r += MR)
+		vnni_kernel(j, e, r, min32(MR, r1 - r), p0, MR, NP);
+}
+
+/* Rows by VNNI: tiles of 8 rows x 2 panels; a single row 4 panels. */
 static QG_VNNI void
-vnni_tile(const qjob *j, int32_t r0, int32_t m, int32_t p0, int32_t np)
+vnni_rows(const qjob *j, int32_t r0, int32_t r1, int32_t p0, int32_t np)
 {
 	for (int32_t p = p0, left = np; left > 0;)
 	{
 		int32_t		step;
 
-		if (m > 1)
+		if (r1 - r0 > 1)
 		{
 			step = left >= VNNI_NP ? VNNI_NP : 1;
 			if (step == VNNI_NP)
-				vnni_kernel(j, r0, m, p, VNNI_MR, VNNI_NP);
+				vnni_panels(j, r0, r1, p, VNNI_MR, VNNI_NP);
 			else
-				vnni_kernel(j, r0, m, p, VNNI_MR, 1);
+				vnni_panels(j, r0, r1, p, VNNI_MR, 1);
 		}
 		else
 		{
 			step = left >= VNNI_WIDE ? VNNI_WIDE : left >= 2 ? 2 : 1;
 			if (step == VNNI_WIDE)
-				vnni_kernel(j, r0, 1, p, 1, VNNI_WIDE);
+				vnni_panels(j, r0, r1, p, 1, VNNI_WIDE);
 			else if (step == 2)
-				vnni_kernel(j, r0, 1, p, 1, 2);
+				vnni_panels(j, r0, r1, p, 1, 2);
 			else
-				vnni_kernel(j, r0, 1, p, 1, 1);
+				vnni_panels(j, r0, r1, p, 1, 1);
 		}
 		p += step;
 		left -= step;
@@ -896,10 +964,10 @@ vnni_wrow(const wjob *j, int32_t r, int32_t p0, int32_t np)
 
 static const qkernels qkernel_table[NN_QPATH_COUNT] = {
 	[NN_QPATH_AUTO] = {"auto", NULL, NULL, 1, 1},
-	[NN_QPATH_C] = {"c", c_tile, c_wrow, 4, 1},
+	[NN_QPATH_C] = {"c", c_rows, c_wrow, 4, 1},
 #ifdef QG_X86
-	[NN_QPATH_AVX2] = {"avx2", avx2_tile, avx2_wrow, AVX2_MR, 1},
-	[NN_QPATH_VNNI] = {"avx512-vnni", vnni_tile, vnni_wrow, VNNI_MR, VNNI_NP},
+	[NN_QPATH_AVX2] = {"avx2", avx2_rows, avx2_wrow, AVX2_MR, 1},
+	[NN_QPATH_VNNI] = {"avx512-vnni", vnni_rows, vnni_wrow, VNNI_MR, VNNI_NP},
 #else
 	[NN_QPATH_AVX2] = {"avx2", NULL, NULL, 1, 1},
 	[NN_QPATH_VNNI] = {"avx512-vnni", NULL, NULL, 1, 1},
@@ -913,16 +981,10 @@ kernels_of(nn_qpath path)
 	return &qkernel_table[path];
 }
 
-static inline int32_t
-min32(int32_t a, int32_t b)
-{
-	return a < b ? a : b;
-}
-
 /*
- * Rows [r0, r1) x panels [p0, p1) in tiles: a few panels at a time, so
- * that their weights stay in L1 while every row tile passes over them.
- * A single row takes all its panels in one call (the one-row kernels).
+ * Rows [r0, r1) x panels [p0, p1): a few panels at a time, so that their
+ * weights stay in L1 while every row tile passes over them.  A single row
+ * takes all its panels in one call (the one-row kernels).
  */
 static void
 qgemm_block(const qjob *j, const qkernels *k, int32_t r0, int32_t r1,
@@ -931,8 +993,7 @@ qgemm_block(const qjob *j, const qkernels *k, int32_t r0, int32_t r1,
 	int32_t		step = r1 - r0 == 1 ? p1 - p0 : k->np;
 
 	for (int32_t p = p0; p < p1; p += step)
-		for (int32_t r = r0; r < r1; r += k->mr)
-			k->tile(j, r, min32(k->mr, r1 - r), p, min32(step, p1 - p));
+		k->rows(j, r0, r1, p, min32(step, p1 - p));
 }
 
 /*
