@@ -402,8 +402,9 @@ test_extremes(void **state)
 
 /*
  * Channels whose weights are all 0 get scale 0 (no division by it) and
- * output exactly their bias; so does every channel when the activations
- * are all 0 (activation scale 0).
+ * output exactly their bias; so do rows of zero activations (each input
+ * at the zero point), and every row when all activations are 0
+ * (activation scale 0).
  */
 static void
 test_zero_channels(void **state)
@@ -419,8 +420,9 @@ test_zero_channels(void **state)
 		for (int32_t o = 0; o < c.out; o++)
 			if (o % 4 == 1)
 				memset(c.w + (size_t) o * c.in, 0, sizeof(float) * c.in);
-		if (all_zero_x)
-			memset(c.x, 0, sizeof(float) * c.n * c.in);
+		for (int32_t r = 0; r < c.n; r++)
+			if (all_zero_x || r % 3 == 1)
+				memset(c.x + (size_t) r * c.in, 0, sizeof(float) * c.in);
 		quantize_case(&c);
 		if (all_zero_x)
 			assert_true(c.xp.scale == 0.0f && c.xp.zero == 0);
@@ -437,7 +439,7 @@ test_zero_channels(void **state)
 					assert_true(isfinite(y[r * c.ldy + o]));
 					if (o % 4 == 1)
 						assert_true(c.sw[o] == 0.0f);
-					if (o % 4 == 1 || all_zero_x)
+					if (o % 4 == 1 || r % 3 == 1 || all_zero_x)
 						assert_true(y[r * c.ldy + o] == c.bias[o]);
 				}
 			check_floats(&c, &qw, nn_qgemm_path_name(paths[p]));
