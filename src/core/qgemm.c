@@ -57,6 +57,8 @@
 #define WO_ROWS 512
 /* Up to this many rows, the weight-only product converts in registers. */
 #define WO_FUSED_ROWS 2
+/* Activations quantized per thread at a time. */
+#define QUANT_BLOCK 4096
 
 /* One quantized product: its operands and where its results go. */
 typedef struct qjob
@@ -98,6 +100,8 @@ typedef struct qkernels
 	wrow_fn		wrow;
 	int32_t		mr;				/* rows of a tile */
 	int32_t		np;				/* panels of a tile (for several rows) */
+	int32_t		per_fma;		/* multiply-adds that take the time of one
+								 * in sgemm, for nn_par's threshold */
 } qkernels;
 
 static const qkernels *kernels_of(nn_qpath path);
@@ -258,14 +262,35 @@ quantize_block(uint8_t *restrict q, const float *restrict x, float inv,
 	}
 }
 
-/* q = clamp(round(x / scale) + zero, 0, 255). */
+/*
+ * q = clamp(round(x / scale) + zero, 0, 255), over the team in blocks of
+ * QUANT_BLOCK values when there are enough of them (an im2col buffer).
+ */
 void
 nn_qgemm_quantize_acts(uint8_t *q, const float *x, nn_qparams p, size_t n)
 {
 	float		inv = p.scale > 0.0f ? 1.0f / p.scale : 0.0f;
 	float		zf = (float) p.zero;
+	size_t		nb = (n + QUANT_BLOCK - 1) / QUANT_BLOCK;
 
-	quantize_block(q, x, inv, -zf, 255.0f - zf, zf, n);
+	if (nb > INT32_MAX)			/* past what the team splits: one thread */
+	{
+		quantize_block(q, x, inv, -zf, 255.0f - zf, zf, n);
+		return;
+	}
+#pragma omp parallel if (nn_par((double) n, (int32_t) nb))
+	{
+		int32_t		b0,
+					b1;
+		size_t		i0,
+					i1;
+
+		nn_thread_rows((int32_t) nb, &b0, &b1);
+		i0 = (size_t) b0 * QUANT_BLOCK;
+		i1 = (size_t) b1 * QUANT_BLOCK < n ? (size_t) b1 * QUANT_BLOCK : n;
+		if (i1 > i0)
+			quantize_block(q + i0, x + i0, inv, -zf, 255.0f - zf, zf, i1 - i0);
+	}
 }
 
 /* ---------- packing ---------- */
@@ -963,14 +988,14 @@ vnni_wrow(const wjob *j, int32_t r, int32_t p0, int32_t np)
 /* ---------- dispatch and threads ---------- */
 
 static const qkernels qkernel_table[NN_QPATH_COUNT] = {
-	[NN_QPATH_AUTO] = {"auto", NULL, NULL, 1, 1},
-	[NN_QPATH_C] = {"c", c_rows, c_wrow, 4, 1},
+	[NN_QPATH_AUTO] = {"auto", NULL, NULL, 1, 1, 1},
+	[NN_QPATH_C] = {"c", c_rows, c_wrow, 4, 1, 1},
 #ifdef QG_X86
-	[NN_QPATH_AVX2] = {"avx2", avx2_rows, avx2_wrow, AVX2_MR, 1},
-	[NN_QPATH_VNNI] = {"avx512-vnni", vnni_rows, vnni_wrow, VNNI_MR, VNNI_NP},
+	[NN_QPATH_AVX2] = {"avx2", avx2_rows, avx2_wrow, AVX2_MR, 1, 1},
+	[NN_QPATH_VNNI] = {"avx512-vnni", vnni_rows, vnni_wrow, VNNI_MR, VNNI_NP, 4},
 #else
-	[NN_QPATH_AVX2] = {"avx2", NULL, NULL, 1, 1},
-	[NN_QPATH_VNNI] = {"avx512-vnni", NULL, NULL, 1, 1},
+	[NN_QPATH_AVX2] = {"avx2", NULL, NULL, 1, 1, 1},
+	[NN_QPATH_VNNI] = {"avx512-vnni", NULL, NULL, 1, 1, 1},
 #endif
 };
 
@@ -1008,7 +1033,7 @@ qgemm_run(const qjob *j, int32_t n)
 	int32_t		tiles = (n + k->mr - 1) / k->mr,
 				panels = j->w->panels;
 	bool		by_rows = tiles >= 2 * nn_team_size();
-	double		work = (double) n * j->w->in * j->w->out;
+	double		work = (double) n * j->w->in * j->w->out / k->per_fma;
 
 	if (n < 1)
 		return;

@@ -15,9 +15,9 @@
  * over the longest input, where a saturating int16 sum would show),
  * channels of zeros (scale 0, output = bias), the round trip bound
  * |w - scale q| <= scale / 2 from 1e-40 to 1e30, the activation
- * quantization, the weight-only product (float reference on the
- * dequantized weights), the same bits for 1 and 2 threads, and the
- * failures of packing.
+ * quantization (also split between threads), the weight-only product
+ * (float reference on the dequantized weights), the same bits for 1 and
+ * 2 threads, and the failures of packing.
  */
 #include <float.h>
 #include <math.h>
@@ -552,6 +552,26 @@ ref_quant(float x, nn_qparams p)
 	return (uint8_t) (int32_t) (nearbyintf(v) + p.zero);
 }
 
+/* Over a million values, split between threads with a partial block. */
+static void
+check_big_quantize(nn_qparams p)
+{
+	size_t		n = (1 << 20) + 12345;
+	float	   *x = nt_xmalloc(sizeof(float) * n);
+	uint8_t    *q = nt_xmalloc(n);
+	nn_rng		rng;
+
+	nn_rng_seed(&rng, 10);
+	nt_fill(x, n, &rng, -2.0f, 3.0f);
+	nn_qgemm_quantize_acts(q, x, p, n);
+	for (size_t i = 0; i < n; i++)
+		if (q[i] != ref_quant(x[i], p))
+			fail_msg("q[%zu] of %.9g is %d, expected %d", i, x[i], q[i],
+					 ref_quant(x[i], p));
+	free(x);
+	free(q);
+}
+
 /* Ranges, their zero points, and q against the scalar definition. */
 static void
 test_activations(void **state)
@@ -606,6 +626,7 @@ test_activations(void **state)
 			assert_true(fabs(x[i] - (double) p.scale * (q[i] - p.zero)) <=
 						p.scale * 0.5 * (1 + 1e-6));
 	}
+	check_big_quantize(p);
 	p.scale = 0.0f;
 	nn_qgemm_quantize_acts(q, x, p, N);
 	for (int i = 0; i < N; i++)
