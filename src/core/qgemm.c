@@ -83,7 +83,7 @@ typedef struct wjob
 	const float *bias;
 	float	   *y;				/* (n, ldy) */
 	size_t		ldy;
-	float	   *work;			/* (threads, WO_BLOCK, in) */
+	float	   *work;			/* (threads, min(WO_BLOCK, out), in) */
 	int32_t		n;
 } wjob;
 

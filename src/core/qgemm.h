@@ -123,8 +123,9 @@ nn_status	nn_qgemm_pack(nn_qweights *qw, const int8_t *q, const float *scale,
 void		nn_qgemm_free(nn_qweights *qw);
 
 /*
- * y (n, out), row stride ldy = dequant(xq (n, in), row stride ldx) W^T + b;
- * bias (out) may be NULL.  Threads over rows or channels (nn_set_threads).
+ * y = dequant(xq) dequant(W)^T + bias as above: xq (n, in) with row stride
+ * ldx, y (n, out) with row stride ldy, bias (out) or NULL.  Splits row
+ * tiles or channel panels over the team (nn_set_threads).
  */
 void		nn_qgemm(float *y, const uint8_t *xq, const nn_qweights *w,
 					 const float *bias, nn_qparams xp, int32_t n, size_t ldx,
