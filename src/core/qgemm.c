@@ -604,6 +604,8 @@ typedef struct avx2_out
 	__m256		scale;			/* xscale * scale */
 	__m256		bias;
 	__m256i		mask;			/* the channels that exist */
+	bool		full;			/* all eight: plain stores (a masked one
+								 * is microcoded on some processors) */
 } avx2_out;
 
 QG_INLINE QG_AVX2 avx2_out
@@ -612,6 +614,7 @@ avx2_out_of(const qjob *j, int32_t o)
 	const nn_qweights *w = j->w;
 	avx2_out	e;
 
+	e.full = w->out - o >= 8;
 	e.mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w->out - o),
 								_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 	e.comp = _mm256_mullo_epi32(_mm256_set1_epi32(j->zero),
@@ -631,9 +634,16 @@ avx2_store8(const qjob *j, const avx2_out *e, int32_t r, int32_t o, __m256i v)
 
 	v = _mm256_sub_epi32(v, e->comp);
 	if (j->y)
-		_mm256_maskstore_ps(j->y + at, e->mask,
-							_mm256_fmadd_ps(_mm256_cvtepi32_ps(v), e->scale,
-											e->bias));
+	{
+		__m256		f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), e->scale, e->bias);
+
+		if (e->full)
+			_mm256_storeu_ps(j->y + at, f);
+		else
+			_mm256_maskstore_ps(j->y + at, e->mask, f);
+	}
+	else if (e->full)
+		_mm256_storeu_si256((__m256i *) (j->c + at), v);
 	else
 		_mm256_maskstore_epi32((int *) (j->c + at), e->mask, v);
 }
