@@ -273,12 +273,13 @@ nn_qgemm_quantize_acts(uint8_t *q, const float *x, nn_qparams p, size_t n)
 	float		zf = (float) p.zero;
 	size_t		nb = (n + QUANT_BLOCK - 1) / QUANT_BLOCK;
 
-	if (nb > INT32_MAX)			/* past what the team splits: one thread */
+	/* one thread also past what the team splits */
+	if (nb > INT32_MAX || !nn_par((double) n, (int32_t) nb))
 	{
 		quantize_block(q, x, inv, -zf, 255.0f - zf, zf, n);
 		return;
 	}
-#pragma omp parallel if (nn_par((double) n, (int32_t) nb))
+#pragma omp parallel
 	{
 		int32_t		b0,
 					b1;
@@ -907,6 +908,42 @@ vnni_kernel(const qjob *j, const vnni_out *e, int32_t r0, int32_t m,
 			vnni_store(j, &e[p], r0 + r, p0 + p, acc[r][p]);
 }
 
+/*
+ * One row x NP panels, for a single row: even and odd groups go to two
+ * sums, two dependency chains per panel instead of one (integer sums: the
+ * order does not change them).
+ */
+QG_INLINE QG_VNNI void
+vnni_row_kernel(const qjob *j, const vnni_out *e, int32_t r, int32_t p0,
+				const int NP)
+{
+	const nn_qweights *w = j->w;
+	size_t		ps = (size_t) w->groups * GROUP_BYTES;
+	const int8_t *wp = w->panel + p0 * ps;
+	const uint8_t *x = j->x + r * j->ldx;
+	__m512i		acc[2][VNNI_WIDE];
+	int32_t		full = w->in / GROUP,
+				g = 0;
+
+	for (int h = 0; h < 2; h++)
+		for (int p = 0; p < NP; p++)
+			acc[h][p] = _mm512_setzero_si512();
+	for (; g < w->groups; g += 2)
+		for (int h = 0; h < 2 && g + h < w->groups; h++)
+		{
+			int32_t		gh = g + h;
+			uint32_t	v = gh < full ? load4(x + gh * GROUP) :
+				tail4(x + gh * GROUP, w->in - gh * GROUP);
+			__m512i		xb = _mm512_set1_epi32((int) v);
+
+			for (int p = 0; p < NP; p++)
+				acc[h][p] = vnni_dot(acc[h][p], xb, _mm512_load_si512(
+					(const void *) (wp + p * ps + (size_t) gh * GROUP_BYTES)));
+		}
+	for (int p = 0; p < NP; p++)
+		vnni_store(j, &e[p], r, p0 + p, _mm512_add_epi32(acc[0][p], acc[1][p]));
+}
+
 /* Rows [r0, r1) x NP panels from p0, in tiles of MR rows. */
 QG_INLINE QG_VNNI void
 vnni_panels(const qjob *j, int32_t r0, int32_t r1, int32_t p0, const int MR,
@@ -917,7 +954,10 @@ vnni_panels(const qjob *j, int32_t r0, int32_t r1, int32_t p0, const int MR,
 	for (int p = 0; p < NP; p++)
 		e[p] = vnni_out_of(j, p0 + p);
 	for (int32_t r = r0; r < r1; r += MR)
-		vnni_kernel(j, e, r, min32(MR, r1 - r), p0, MR, NP);
+		if (MR == 1)
+			vnni_row_kernel(j, e, r, p0, NP);
+		else
+			vnni_kernel(j, e, r, min32(MR, r1 - r), p0, MR, NP);
 }
 
 /* Rows by VNNI: tiles of 8 rows x 2 panels; a single row 4 panels. */
@@ -1034,7 +1074,9 @@ qgemm_block(const qjob *j, const qkernels *k, int32_t r0, int32_t r1,
 /*
  * The product over the team: row tiles when there are enough for every
  * thread twice over, else panels (a few rows: every thread reads only its
- * share of the weights).
+ * share of the weights).  A small product stays on the calling thread,
+ * outside any parallel region (which costs a fraction of a microsecond
+ * even when it does not start the team).
  */
 static void
 qgemm_run(const qjob *j, int32_t n)
@@ -1047,7 +1089,12 @@ qgemm_run(const qjob *j, int32_t n)
 
 	if (n < 1)
 		return;
-#pragma omp parallel if (nn_par(work, by_rows ? tiles : panels))
+	if (!nn_par(work, by_rows ? tiles : panels))
+	{
+		qgemm_block(j, k, 0, n, 0, panels);
+		return;
+	}
+#pragma omp parallel
 	{
 		int32_t		a,
 					b;
@@ -1154,11 +1201,18 @@ wo_blocked(const wjob *j, int32_t threads)
 				tasks = blocks * chunks;
 	double		work = (double) j->n * j->w->in * j->w->out;
 
-#pragma omp parallel num_threads(threads) if (nn_par(work, tasks))
+	int32_t		have = -1;
+
+	if (!nn_par(work, tasks))
+	{
+		for (int32_t t = 0; t < tasks; t++)
+			wo_task(j, j->work, &have, t, chunks);
+		return;
+	}
+#pragma omp parallel num_threads(threads) firstprivate(have)
 	{
 		int32_t		a,
-					b,
-					have = -1;
+					b;
 #ifdef _OPENMP
 		size_t		me = (size_t) omp_get_thread_num();
 #else
@@ -1180,7 +1234,13 @@ wo_fused(const wjob *j, int32_t threads)
 	int32_t		panels = j->w->panels;
 	double		work = (double) j->n * j->w->in * j->w->out;
 
-#pragma omp parallel num_threads(threads) if (nn_par(work, panels))
+	if (!nn_par(work, panels))
+	{
+		for (int32_t r = 0; r < j->n; r++)
+			k->wrow(j, r, 0, panels);
+		return;
+	}
+#pragma omp parallel num_threads(threads)
 	{
 		int32_t		p0,
 					p1;
