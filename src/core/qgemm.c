@@ -1075,8 +1075,8 @@ qgemm_block(const qjob *j, const qkernels *k, int32_t r0, int32_t r1,
  * The product over the team: row tiles when there are enough for every
  * thread twice over, else panels (a few rows: every thread reads only its
  * share of the weights).  A small product stays on the calling thread,
- * outside any parallel region (which costs a fraction of a microsecond
- * even when it does not start the team).
+ * outside any parallel region: entering one costs time even when it
+ * does not start the team, which a one-row product would notice.
  */
 static void
 qgemm_run(const qjob *j, int32_t n)
