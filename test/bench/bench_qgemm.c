@@ -7,8 +7,11 @@
  *   - the seed CNN's conv2d layers as im2col GEMMs at a batch of 64:
  *     43264 x 9 -> 32, 7744 x 288 -> 64, 576 x 576 -> 64.
  * Methods, each at 1 and 2 threads:
- *   sgemm      OpenBLAS sgemm (sgemv for one row) on the float operands,
- *              X (n, in) W (in, out) as dense.c, on OpenBLAS's own threads;
+ *   sgemm      the float product as dense.c computes it: X (n, in) W (in,
+ *              out), rows split over the core's OpenMP team, each share by
+ *              single-threaded OpenBLAS sgemm (sgemv for a one-row share);
+ *              OpenBLAS's own threads would compete with the team's
+ *              spinning threads, as threads.c explains;
  *   qgemm P    nn_qgemm on path P (avx512-vnni, avx2, c), float outputs
  *              with scales and bias, on the core's OpenMP team;
  *   s32 vnni   nn_qgemm_s32 on the best path: the int32 sums only;
@@ -36,6 +39,7 @@
 #include <dnnl.h>
 
 #include "nn.h"
+#include "nn_internal.h"
 #include "qgemm.h"
 
 #define TARGET_MS 3.0
@@ -208,18 +212,28 @@ run_onednn(operands *o, int32_t *c)
 	}
 }
 
-/* Float product as OpenBLAS computes it on `threads` of its own threads. */
+/* The float product as dense.c computes it, on the core's team. */
 static void
 run_sgemm(operands *o)
 {
 	const shape *s = &o->s;
+	int			K = s->in,
+				U = s->out;
 
-	if (s->n == 1)
-		cblas_sgemv(CblasRowMajor, CblasTrans, s->in, s->out, 1.0f, o->w,
-					s->out, o->x, 1, 0.0f, o->y, 1);
-	else
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->n, s->out,
-					s->in, 1.0f, o->x, s->in, o->w, s->out, 0.0f, o->y, s->out);
+#pragma omp parallel if (nn_par((double) s->n * K * U, s->n))
+	{
+		int32_t		r0,
+					r1;
+
+		nn_thread_rows(s->n, &r0, &r1);
+		if (r1 - r0 == 1)
+			cblas_sgemv(CblasRowMajor, CblasTrans, K, U, 1.0f, o->w, U,
+						o->x + (size_t) r0 * K, 1, 0.0f, o->y + (size_t) r0 * U, 1);
+		else if (r1 > r0)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, U,
+						K, 1.0f, o->x + (size_t) r0 * K, K, o->w, U, 0.0f,
+						o->y + (size_t) r0 * U, U);
+	}
 }
 
 /* Is the method available here? */
@@ -274,19 +288,15 @@ run(operands *o, int m, int threads)
 	}
 }
 
-/* Seconds per call over iters calls; sgemm on `threads` OpenBLAS threads. */
+/* Seconds per call over iters calls. */
 static double
 timed(operands *o, int m, int threads, int iters)
 {
-	double		t0;
+	double		t0 = now();
 
-	openblas_set_num_threads(m == M_SGEMM ? threads : 1);
-	t0 = now();
 	for (int i = 0; i < iters; i++)
 		run(o, m, threads);
-	t0 = now() - t0;
-	openblas_set_num_threads(1);
-	return t0 / iters;
+	return (now() - t0) / iters;
 }
 
 /* Calls per timed batch: about TARGET_MS each. */
