@@ -723,14 +723,16 @@ test_weight_only(void **state)
 /* ---------- threads ---------- */
 
 /*
- * The same bits on 1 and 2 threads: row tiles and panels split (qgemm),
- * panels (weight-only, 1 row) and tasks (weight-only, blocked).
+ * The same bits on 1 and 2 threads: qgemm split by row tiles (300, 700
+ * rows) and by panels (5 rows), the weight-only product by panels (2 rows)
+ * and by tasks (the rest); one row stays on one thread.
  */
 static void
 test_threads(void **state)
 {
 	static const int32_t shapes[][3] = {
-		{300, 784, 130}, {1, 784, 512}, {5, 512, 512}, {700, 64, 300},
+		{300, 784, 130}, {1, 784, 512}, {2, 2048, 1024}, {5, 2048, 1024},
+		{700, 64, 300},
 	};
 	nn_qpath	paths[NN_QPATH_COUNT];
 	int			np = paths_here(paths);
