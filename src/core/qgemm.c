@@ -54,7 +54,7 @@
 
 /* Weight-only product: channels dequantized at once, rows of one sgemm. */
 #define WO_BLOCK 128
-#define WO_ROWS 512
+#define WO_ROWS 128
 /* Up to this many rows, the weight-only product converts in registers. */
 #define WO_FUSED_ROWS 2
 /* Activations quantized per thread at a time. */
