@@ -686,7 +686,7 @@ check_weight_only(const qcase *c, const nn_qweights *qw, const char *label)
 
 /*
  * Each path's in-register product (n <= 2) and the blocked sgemm (more
- * rows, blocks of 128 channels and chunks of 512 rows crossed).
+ * rows, blocks of 128 channels and chunks of 128 rows crossed).
  */
 static void
 test_weight_only(void **state)
