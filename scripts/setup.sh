@@ -4,7 +4,8 @@
 # for what is missing, and `apt-get update` only runs when something is).
 #
 # usage: scripts/setup.sh [--bench] [--no-build]
-#   --bench     also install PyTorch, NumPy and psycopg2 for the benchmarks
+#   --bench     also install PyTorch, NumPy and psycopg2 for the benchmarks,
+#               and oneDNN for test/bench/bench_qgemm.c
 #   --no-build  install packages only; skip `make` and `make install`
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,7 +39,7 @@ packages=(
 	chromium					# test/integration/plot_render.sh
 )
 if [ "$bench" = 1 ]; then
-	packages+=(python3-torch python3-numpy python3-psycopg2)
+	packages+=(python3-torch python3-numpy python3-psycopg2 libdnnl-dev)
 fi
 
 missing=()
