@@ -562,6 +562,21 @@ nn_status	nn_model_compute_gradients(nn_model *model, float *dx_out,
 /* The optimizer step on the gradients computed last. */
 nn_status	nn_model_apply_gradients(nn_model *model, nn_error *err);
 
+/*
+ * The model differentiated as it predicts: out (n, out_size), unless NULL,
+ * receives the predictions of x (n, in_size), and dx (n, in_size) the
+ * gradient w.r.t. x of sum over rows r and outputs j of dout[r, j]
+ * out[r, j] (a one-hot dout row: one output's gradient).  Dropout, noise
+ * and augmentation layers are the identity (random_crop the centre crop),
+ * batchnorm uses its moving statistics; nothing is drawn and nothing in
+ * the model changes, parameter gradients included.  Token ids get a zero
+ * gradient.  Needs a training nn_model_prepare for n rows (its buffers
+ * include this pass's).
+ */
+nn_status	nn_model_input_gradient(nn_model *model, float *dx, float *out,
+									const float *x, const float *dout,
+									int32_t n, nn_error *err);
+
 /* ---------- normalize layers: statistics adapted once from data ---------- */
 
 /* True when the model has normalize layers that have not been adapted. */
