@@ -11,7 +11,9 @@
  *   batchnorm, dropout and the augmentation layers, lstm and gru models,
  *   and embedding models (attributions per token);
  * - errors, and a model that predicts and trains after an explanation
- *   exactly as a twin that was never explained.
+ *   exactly as a twin that was never explained;
+ * - the same attributions in two runs, and on 1 and 2 threads up to the
+ *   order of sums.
  */
 #include "nn_test.h"
 
@@ -850,6 +852,40 @@ test_prediction_only(void **state)
 	nn_model_free(m);
 }
 
+/*
+ * The seed CNN's attributions: the same in two runs on 2 threads, bit for
+ * bit, and on 1 thread up to the order of sums.
+ */
+static void
+test_threads(void **state)
+{
+	nn_layer_spec l[] = {
+		nt_reshape3(28, 28, 1),
+		nt_conv(32, 3, 3, 1, 1, false, NN_ACT_RELU),
+		nt_pool(NN_LAYER_MAXPOOL2D, 2, 2, 2, 2, false),
+		nt_conv(64, 3, 3, 1, 1, false, NN_ACT_RELU),
+		nt_plain(NN_LAYER_FLATTEN), nt_dense(10, NN_ACT_SOFTMAX)
+	};
+	nn_model   *m = make(l, NT_NLAYERS(l), 1, 784, 0, 0, 101);
+	float	   *x = rows_of(784, 102, 0.0f, 1.0f);
+	int			saved = nn_get_threads();
+	explained	e1,
+				e2a,
+				e2b;
+
+	(void) state;
+	nn_set_threads(1);
+	e1 = explain(m, x, NULL, 3, 64);
+	nn_set_threads(2);
+	e2a = explain(m, x, NULL, 3, 64);
+	e2b = explain(m, x, NULL, 3, 64);
+	nn_set_threads(saved);
+	assert_memory_equal(e2a.attr, e2b.attr, sizeof(float) * 784);
+	assert_close_f("2 threads vs 1", e2a.attr, e1.attr, 784, 1e-7, 1e-4);
+	free(e1.attr), free(e2a.attr), free(e2b.attr), free(x);
+	nn_model_free(m);
+}
+
 int
 main(void)
 {
@@ -870,6 +906,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_model_unchanged),
 		cmocka_unit_test(test_prediction_only),
+		cmocka_unit_test(test_threads),
 	};
 
 	return NT_RUN(tests);
