@@ -164,13 +164,13 @@ nn_act_backward(nn_activation act, float alpha, float *dz, const float *dy,
 
 /* y = f(x); the last layer keeps x as logits for a fused loss. */
 static nn_status
-activation_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+activation_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				   nn_rng *rng, nn_error *err)
 {
 	size_t		total = l->out_size * n;
 	size_t		k = l->out_shape[l->out_rank - 1];
 
-	(void) m, (void) training, (void) rng, (void) err;
+	(void) m, (void) pass, (void) rng, (void) err;
 	if (l->logits)
 		memcpy(l->logits, l->x, sizeof(float) * total);
 	nn_act_forward(l->spec.activation, l->spec.alpha, l->ybuf, l->x,

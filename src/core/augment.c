@@ -5,8 +5,9 @@
  * https://keras.io/api/layers/preprocessing_layers/image_augmentation/
  *
  * Input (H, W, C), channels last (gaussian_noise: any shape).  They are
- * random only when training (forward with training = true); at inference
- * each is the identity, except random_crop, which takes the centre window.
+ * random only when training (a forward of NN_PASS_TRAIN); in prediction,
+ * and differentiated as they predict (NN_PASS_DIFF), each is the
+ * identity, except random_crop, which takes the centre window.
  * A layer whose ranges are all [0, 0] is the identity in training too
  * (translation, rotation, zoom, contrast; noise at stddev 0), as is a crop
  * as large as the image.
@@ -228,17 +229,17 @@ image_infer(nn_layer *l, nn_error *err)
 /* ---------- random_flip ---------- */
 
 static bool
-flip_identity(const nn_layer *l, bool training)
+flip_identity(const nn_layer *l, nn_pass pass)
 {
 	(void) l;
-	return !training;
+	return pass != NN_PASS_TRAIN;
 }
 
 /* Two flags per row: width flipped, height flipped. */
 static void
-flip_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+flip_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (!flip_identity(l, training))
+	if (!flip_identity(l, pass))
 		b->work = 2;
 }
 
@@ -273,7 +274,7 @@ flip_image(float *restrict dst, const float *restrict src, int32_t H,
 }
 
 static nn_status
-flip_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
+flip_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass, nn_rng *rng,
 			 nn_error *err)
 {
 	nn_rng		fixed;
@@ -283,7 +284,7 @@ flip_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
 	bool		hor = l->spec.mode != NN_FLIP_VERTICAL,
 				ver = l->spec.mode != NN_FLIP_HORIZONTAL;
 
-	(void) m, (void) training, (void) err;
+	(void) m, (void) pass, (void) err;
 	rng = rng_or_fixed(rng, &fixed);
 	for (int32_t b = 0; b < n; b++)
 	{
@@ -576,14 +577,14 @@ warp_image_back(const warp_geom *gp, const float *p, const float *restrict dy,
 #define WARP_COST 24.0
 
 static nn_status
-warp_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
+warp_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass, nn_rng *rng,
 			 nn_error *err)
 {
 	const warp_impl *impl = l->type->impl;
 	const warp_geom g = warp_geom_of(l);
 	nn_rng		fixed;
 
-	(void) m, (void) training, (void) err;
+	(void) m, (void) pass, (void) err;
 	rng = rng_or_fixed(rng, &fixed);
 	for (int32_t b = 0; b < n; b++)
 		impl->draw(l, rng, work_row(l, b, WARP_PARAMS));
@@ -613,9 +614,9 @@ warp_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 }
 
 static void
-warp_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+warp_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (!nn_layer_is_identity(l, training))
+	if (!nn_layer_is_identity(l, pass))
 		b->work = WARP_PARAMS;
 }
 
@@ -634,9 +635,9 @@ translation_draw(const nn_layer *l, nn_rng *rng, float *p)
 }
 
 static bool
-translation_identity(const nn_layer *l, bool training)
+translation_identity(const nn_layer *l, nn_pass pass)
 {
-	return !training || (range_zero(l->spec.height_factor) &&
+	return pass != NN_PASS_TRAIN || (range_zero(l->spec.height_factor) &&
 						 range_zero(l->spec.width_factor));
 }
 
@@ -672,9 +673,9 @@ rotation_draw(const nn_layer *l, nn_rng *rng, float *p)
 }
 
 static bool
-rotation_identity(const nn_layer *l, bool training)
+rotation_identity(const nn_layer *l, nn_pass pass)
 {
-	return !training || range_zero(l->spec.factor);
+	return pass != NN_PASS_TRAIN || range_zero(l->spec.factor);
 }
 
 /* random_zoom: A = diag(zw, zh), zh = 1 + draw, zw the same or drawn. */
@@ -692,9 +693,9 @@ zoom_draw(const nn_layer *l, nn_rng *rng, float *p)
 }
 
 static bool
-zoom_identity(const nn_layer *l, bool training)
+zoom_identity(const nn_layer *l, nn_pass pass)
 {
-	return !training || (range_zero(l->spec.height_factor) &&
+	return pass != NN_PASS_TRAIN || (range_zero(l->spec.height_factor) &&
 						 (isnan(l->spec.width_factor[0]) ||
 						  range_zero(l->spec.width_factor)));
 }
@@ -722,9 +723,9 @@ static const warp_impl translation_impl = {translation_draw},
 /* ---------- random_crop ---------- */
 
 static bool
-crop_identity(const nn_layer *l, bool training)
+crop_identity(const nn_layer *l, nn_pass pass)
 {
-	(void) training;
+	(void) pass;
 	return l->spec.height == l->in_shape[0] && l->spec.width == l->in_shape[1];
 }
 
@@ -749,9 +750,9 @@ crop_infer(nn_layer *l, nn_error *err)
 
 /* The window's top and left of each row, when training. */
 static void
-crop_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+crop_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (training && !crop_identity(l, training))
+	if (pass == NN_PASS_TRAIN && !crop_identity(l, pass))
 		b->work = 2;
 }
 
@@ -776,16 +777,31 @@ crop_window(float *img, float *win, const nn_layer *l, int32_t top,
 	}
 }
 
+/* Row b's window: drawn in training, else the centre one. */
+static void
+crop_origin(const nn_layer *l, nn_pass pass, int32_t b, int32_t *top,
+			int32_t *left)
+{
+	if (pass == NN_PASS_TRAIN)
+	{
+		const float *p = work_row(l, b, 2);
+
+		*top = get_i32(p);
+		*left = get_i32(p + 1);
+		return;
+	}
+	*top = (l->in_shape[0] - l->spec.height) / 2;
+	*left = (l->in_shape[1] - l->spec.width) / 2;
+}
+
 static nn_status
-crop_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
+crop_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass, nn_rng *rng,
 			 nn_error *err)
 {
-	int32_t		top = (l->in_shape[0] - l->spec.height) / 2,
-				left = (l->in_shape[1] - l->spec.width) / 2;
 	nn_rng		fixed;
 
 	(void) m, (void) err;
-	if (training)
+	if (pass == NN_PASS_TRAIN)
 	{
 		rng = rng_or_fixed(rng, &fixed);
 		for (int32_t b = 0; b < n; b++)
@@ -799,11 +815,12 @@ crop_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
 #pragma omp parallel for schedule(static) if (nn_par((double) n * l->out_size, n))
 	for (int32_t b = 0; b < n; b++)
 	{
-		const float *p = training ? work_row(l, b, 2) : NULL;
+		int32_t		top,
+					left;
 
+		crop_origin(l, pass, b, &top, &left);
 		crop_window((float *) l->x + (size_t) b * l->in_size,
-					l->ybuf + (size_t) b * l->out_size, l,
-					p ? get_i32(p) : top, p ? get_i32(p + 1) : left, false);
+					l->ybuf + (size_t) b * l->out_size, l, top, left, false);
 	}
 	return NN_OK;
 }
@@ -817,28 +834,29 @@ crop_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 #pragma omp parallel for schedule(static) if (nn_par((double) n * l->in_size, n))
 	for (int32_t b = 0; b < n; b++)
 	{
-		const float *p = work_row(l, b, 2);
 		float	   *db = dx + (size_t) b * l->in_size;
+		int32_t		top,
+					left;
 
+		crop_origin(l, l->pass, b, &top, &left);
 		memset(db, 0, sizeof(float) * l->in_size);
-		crop_window(db, dy + (size_t) b * l->out_size, l, get_i32(p),
-					get_i32(p + 1), true);
+		crop_window(db, dy + (size_t) b * l->out_size, l, top, left, true);
 	}
 }
 
 /* ---------- random_contrast ---------- */
 
 static bool
-contrast_identity(const nn_layer *l, bool training)
+contrast_identity(const nn_layer *l, nn_pass pass)
 {
-	return !training || range_zero(l->spec.factor);
+	return pass != NN_PASS_TRAIN || range_zero(l->spec.factor);
 }
 
 /* Per row: m, then C floats of scratch (channel means or sums). */
 static void
-contrast_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+contrast_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (!contrast_identity(l, training))
+	if (!contrast_identity(l, pass))
 		b->work = 1 + (size_t) l->in_shape[2];
 }
 
@@ -877,7 +895,7 @@ contrast_image_back(float *restrict dx, const float *restrict dy,
 }
 
 static nn_status
-contrast_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+contrast_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				 nn_rng *rng, nn_error *err)
 {
 	int32_t		C = l->in_shape[2];
@@ -885,7 +903,7 @@ contrast_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 				S = l->in_size / C;
 	nn_rng		fixed;
 
-	(void) m, (void) training, (void) err;
+	(void) m, (void) pass, (void) err;
 	rng = rng_or_fixed(rng, &fixed);
 	for (int32_t b = 0; b < n; b++)
 		work_row(l, b, k)[0] = (float) (1.0 + draw(rng, l->spec.factor));
@@ -926,10 +944,10 @@ contrast_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 /* ---------- random_brightness ---------- */
 
 static bool
-brightness_identity(const nn_layer *l, bool training)
+brightness_identity(const nn_layer *l, nn_pass pass)
 {
 	(void) l;
-	return !training;
+	return pass != NN_PASS_TRAIN;
 }
 
 /* value_range defaults to [0, 1]. */
@@ -957,9 +975,9 @@ brightness_infer(nn_layer *l, nn_error *err)
 
 /* Per row: the shift d (hi - lo). */
 static void
-brightness_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+brightness_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (!brightness_identity(l, training))
+	if (!brightness_identity(l, pass))
 		b->work = 1;
 }
 
@@ -992,14 +1010,14 @@ brightness_values_back(float *restrict dx, const float *restrict dy,
 }
 
 static nn_status
-brightness_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+brightness_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				   nn_rng *rng, nn_error *err)
 {
 	float		lo = l->spec.value_range[0],
 				hi = l->spec.value_range[1];
 	nn_rng		fixed;
 
-	(void) m, (void) training, (void) err;
+	(void) m, (void) pass, (void) err;
 	rng = rng_or_fixed(rng, &fixed);
 	for (int32_t b = 0; b < n; b++)
 		*work_row(l, b, 1) = (float) (draw(rng, l->spec.factor) *
@@ -1032,16 +1050,16 @@ brightness_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 /* ---------- gaussian_noise ---------- */
 
 static bool
-noise_identity(const nn_layer *l, bool training)
+noise_identity(const nn_layer *l, nn_pass pass)
 {
-	return !training || l->spec.stddev == 0.0f;
+	return pass != NN_PASS_TRAIN || l->spec.stddev == 0.0f;
 }
 
 /* Per row: its generator's 64-bit seed. */
 static void
-noise_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+noise_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (!noise_identity(l, training))
+	if (!noise_identity(l, pass))
 		b->work = 2;
 }
 
@@ -1075,12 +1093,12 @@ noise_values(float *restrict y, const float *restrict x, size_t k, double sd,
 }
 
 static nn_status
-noise_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
+noise_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass, nn_rng *rng,
 			  nn_error *err)
 {
 	nn_rng		fixed;
 
-	(void) m, (void) training, (void) err;
+	(void) m, (void) pass, (void) err;
 	rng = rng_or_fixed(rng, &fixed);
 	for (int32_t b = 0; b < n; b++)
 	{

@@ -12,7 +12,9 @@
  * as Keras), and the moving averages become m = m momentum + stat (1 -
  * momentum), Keras's update with the biased variance too; at inference
  * the moving averages replace the batch statistics.  The backward pass is
- * the full batch-norm gradient through the batch statistics.  A frozen
+ * the full batch-norm gradient through the batch statistics; differentiated
+ * as it predicts (NN_PASS_DIFF), the layer is the per-channel affine map
+ * of the moving statistics, dx = gamma dy / sqrt(var_m + eps).  A frozen
  * layer ("trainable": false) normalizes with the moving averages also in
  * training and leaves them as they are, as Keras does.  gamma is the
  * layer's kernel, beta its bias; the moving mean and variance are its
@@ -54,9 +56,9 @@ batchnorm_init(nn_model *m, nn_layer *l, nn_rng *rng)
 
 /* Training keeps xhat (in_size), then (4, C) batch statistics. */
 static void
-batchnorm_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+batchnorm_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (training)
+	if (pass == NN_PASS_TRAIN)
 		b->work = l->in_size + 4 * (size_t) l->channels;
 }
 
@@ -96,7 +98,7 @@ frozen_forward(nn_model *m, nn_layer *l, int32_t n)
 
 /* Batch (training) or moving-average (inference) batch normalization. */
 static nn_status
-batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				  nn_rng *rng, nn_error *err)
 {
 	const float *x = l->x;
@@ -110,7 +112,7 @@ batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	float		eps = l->spec.epsilon;
 
 	(void) rng, (void) err;
-	if (!training)
+	if (pass != NN_PASS_TRAIN)
 	{
 		for (size_t i = 0; i < total; i += C)
 			for (int32_t c = 0; c < C; c++)
@@ -160,6 +162,25 @@ batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	return NN_OK;
 }
 
+/* dx = gamma dy / sqrt(var_m + eps): the input gradient of prediction. */
+static void
+predict_backward(nn_model *m, nn_layer *l, float *dx, const float *dy,
+				 int32_t n)
+{
+	int32_t		C = l->channels;
+	size_t		total = l->in_size * n;
+	const float *gamma = m->params + l->w_off;
+	const float *mvar = m->state + l->s_off + C;
+
+	for (int32_t c = 0; c < C; c++)
+	{
+		float		k = gamma[c] * (1.0f / sqrtf(mvar[c] + l->spec.epsilon));
+
+		for (size_t i = c; i < total; i += C)
+			dx[i] = k * dy[i];
+	}
+}
+
 /*
  * Backward of training-mode batchnorm, per channel over R rows:
  * dgamma = sum dy xhat, dbeta = sum dy,
@@ -167,7 +188,8 @@ batchnorm_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
  * frozen (fixed statistics): dx = gamma istd dy.
  */
 static void
-batchnorm_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
+train_backward(nn_model *m, nn_layer *l, float *dx, const float *dy,
+			   int32_t n)
 {
 	int32_t		C = l->channels;
 	size_t		total = l->in_size * n;
@@ -201,6 +223,16 @@ batchnorm_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 				dx[i] = (float) (k * (rows * dy[i] - db - xhat[i] * dg));
 		}
 	}
+}
+
+/* After a training forward, or (dx only) a DIFF one. */
+static void
+batchnorm_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
+{
+	if (nn_layer_param_grads(l))
+		train_backward(m, l, dx, dy, n);
+	else if (dx)
+		predict_backward(m, l, dx, dy, n);
 }
 
 const nn_layer_type nn_batchnorm_type = {

@@ -234,7 +234,7 @@ col2im(float *dx, const float *col, const nn_layer *l, int32_t b0, int32_t b1)
 
 /* Y = act(conv(X, W) + b), by Winograd or by chunks of im2col + GEMM. */
 static nn_status
-conv2d_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+conv2d_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 			   nn_rng *rng, nn_error *err)
 {
 	const float *x = l->x;
@@ -245,7 +245,7 @@ conv2d_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	int32_t		chunk = conv_chunk(l, n);
 	int32_t		nchunks = (n + chunk - 1) / chunk;
 
-	(void) training, (void) rng, (void) err;
+	(void) pass, (void) rng, (void) err;
 	if (l->wino)
 	{
 		nn_wino_forward(m, l, x, n);
@@ -277,7 +277,8 @@ conv2d_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	return NN_OK;
 }
 
-/* dW, db from dZ (dy); dX by col2im of dZ W^T, chunk by chunk. */
+/* dW, db from dZ (dy) when training; dX by col2im of dZ W^T, chunk by
+ * chunk. */
 static void
 conv2d_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 {
@@ -290,10 +291,12 @@ conv2d_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 	if (l->wino)
 	{
 		nn_wino_backward(m, l, dx, dy, n);
-		nn_bias_grads(m, l, dy, F, (size_t) n * per);
+		if (nn_layer_param_grads(l))
+			nn_bias_grads(m, l, dy, F, (size_t) n * per);
 		return;
 	}
-	nn_affine_grads(m, l, l->col, dy, K, F, (size_t) n * per);
+	if (nn_layer_param_grads(l))
+		nn_affine_grads(m, l, l->col, dy, K, F, (size_t) n * per);
 	if (dx == NULL)
 		return;
 #pragma omp parallel for schedule(dynamic) \
@@ -315,12 +318,12 @@ conv2d_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 
 /* The im2col rows (or Winograd's input tiles), kernel and scratch. */
 static void
-conv2d_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+conv2d_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
 	if (l->wino)
 	{
 		b->col = nn_wino_col_size(l);
-		b->kernel = nn_wino_kernel_size(l, training);
+		b->kernel = nn_wino_kernel_size(l, pass == NN_PASS_TRAIN);
 		b->work = nn_wino_work_size(l);
 		return;
 	}

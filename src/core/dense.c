@@ -48,7 +48,7 @@ dense_init(nn_model *m, nn_layer *l, nn_rng *rng)
 
 /* Y = act(X W + b), a slice of the rows per thread. */
 static nn_status
-dense_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+dense_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 			  nn_rng *rng, nn_error *err)
 {
 	const float *x = l->x;
@@ -56,7 +56,7 @@ dense_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	int			K = (int) l->in_size,
 				U = l->spec.units;
 
-	(void) training, (void) rng, (void) err;
+	(void) pass, (void) rng, (void) err;
 #pragma omp parallel if (nn_par((double) n * K * U, n))
 	{
 		int32_t		r0,
@@ -87,14 +87,15 @@ dense_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	return NN_OK;
 }
 
-/* dW, db from dZ (dy); dX = dZ W^T. */
+/* dW, db from dZ (dy) when training; dX = dZ W^T. */
 static void
 dense_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 {
 	int			K = (int) l->in_size,
 				U = l->spec.units;
 
-	nn_affine_grads(m, l, l->x, dy, K, U, (size_t) n);
+	if (nn_layer_param_grads(l))
+		nn_affine_grads(m, l, l->x, dy, K, U, (size_t) n);
 	if (dx == NULL)
 		return;
 #pragma omp parallel if (nn_par((double) n * K * U, n))

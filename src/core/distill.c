@@ -93,7 +93,7 @@ augmented_input(const nn_model *m, const float *x)
 	{
 		const nn_layer *l = &m->layers[i];
 
-		if (!nn_layer_is_identity(l, false))
+		if (!nn_layer_is_identity(l, NN_PASS_PREDICT))
 			break;
 		cur = l->y;
 	}

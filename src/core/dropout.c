@@ -12,21 +12,21 @@ static const nn_kind_option dropout_options[] = {
 };
 
 static bool
-dropout_identity(const nn_layer *l, bool training)
+dropout_identity(const nn_layer *l, nn_pass pass)
 {
-	return !training || l->spec.rate <= 0.0f;
+	return pass != NN_PASS_TRAIN || l->spec.rate <= 0.0f;
 }
 
 /* Draw the mask and apply it; serial, so the mask does not depend on the
  * thread count. */
 static nn_status
-dropout_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+dropout_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				nn_rng *rng, nn_error *err)
 {
 	float		keep = 1.0f / (1.0f - l->spec.rate);
 	size_t		total = l->out_size * n;
 
-	(void) m, (void) training, (void) err;
+	(void) m, (void) pass, (void) err;
 	for (size_t i = 0; i < total; i++)
 	{
 		l->mask[i] = nn_rng_uniform(rng) >= l->spec.rate ? keep : 0.0f;
@@ -48,9 +48,9 @@ dropout_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 
 /* The mask, when the layer is not the identity. */
 static void
-dropout_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+dropout_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (!dropout_identity(l, training))
+	if (!dropout_identity(l, pass))
 		b->mask = l->in_size;
 }
 

@@ -51,7 +51,7 @@ embedding_init(nn_model *m, nn_layer *l, nn_rng *rng)
 
 /* Look up the vectors of n rows of ids; NN_ERR_DATA names a bad id. */
 static nn_status
-embedding_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+embedding_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				  nn_rng *rng, nn_error *err)
 {
 	const float *x = l->x;
@@ -60,7 +60,7 @@ embedding_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	int32_t		D = l->spec.output_dim;
 	const float *table = m->params + l->w_off;	/* (input_dim, D) */
 
-	(void) training, (void) rng;
+	(void) pass, (void) rng;
 	for (size_t i = 0; i < ids; i++)
 	{
 		float		v = x[i];
@@ -82,7 +82,7 @@ embedding_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 
 /* Table gradient: the output gradient rows scattered onto their ids. */
 static void
-embedding_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
+table_grads(nn_model *m, nn_layer *l, const float *dy, int32_t n)
 {
 	size_t		ids = l->in_size * n;
 	int32_t		D = l->spec.output_dim;
@@ -97,9 +97,16 @@ embedding_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 		for (int32_t d = 0; d < D; d++)
 			row[d] += g[d];
 	}
-	/* ids are discrete: their gradient is zero */
+}
+
+/* The table gradient when training; ids are discrete: dx is zero. */
+static void
+embedding_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
+{
+	if (nn_layer_param_grads(l))
+		table_grads(m, l, dy, n);
 	if (dx)
-		memset(dx, 0, sizeof(float) * ids);
+		memset(dx, 0, sizeof(float) * l->in_size * n);
 }
 
 const nn_layer_type nn_embedding_type = {

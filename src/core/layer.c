@@ -618,28 +618,30 @@ nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng)
 }
 
 bool
-nn_layer_is_identity(const nn_layer *l, bool training)
+nn_layer_is_identity(const nn_layer *l, nn_pass pass)
 {
 	if (l->type->flags & NN_KIND_RELABEL)
 		return true;
-	return l->type->identity && l->type->identity(l, training);
+	return l->type->identity && l->type->identity(l, pass);
 }
 
 /*
- * Forward one layer over n rows: reads l->x, sets l->y.  Identity layers
- * (flatten, reshape, dropout at inference or rate 0) pass their input on.
+ * Forward one layer over n rows: reads l->x, sets l->y and records the pass
+ * for the backward.  Identity layers (flatten, reshape, dropout outside
+ * training or at rate 0) pass their input on.
  */
 nn_status
-nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+nn_layer_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				 nn_rng *rng, nn_error *err)
 {
-	if (nn_layer_is_identity(l, training))
+	l->pass = pass;
+	if (nn_layer_is_identity(l, pass))
 	{
 		l->y = (float *) l->x;
 		return NN_OK;
 	}
 	l->y = l->ybuf;
-	return l->type->forward(m, l, n, training, rng, err);
+	return l->type->forward(m, l, n, pass, rng, err);
 }
 
 /* dz = dy * f'(.) in place over n rows, split over threads. */
@@ -666,11 +668,13 @@ act_backward_rows(const nn_layer *l, float *dy, int32_t n)
 }
 
 /*
- * Backward one layer over n rows.  dy (n, out_size) is the gradient of the
- * loss w.r.t. the layer output, or, when fused (the last layer with its
- * activation folded into the loss), w.r.t. its pre-activation; it may be
- * modified.  Fills parameter gradients in m->grads and dx (n, in_size)
- * unless dx is NULL.  Identity layers are handled by the caller.
+ * Backward one layer over n rows, after its TRAIN or DIFF forward.  dy
+ * (n, out_size) is the gradient of the loss (or of whatever is being
+ * differentiated) w.r.t. the layer output, or, when fused (the last layer
+ * with its activation folded into the loss), w.r.t. its pre-activation; it
+ * may be modified.  Fills dx (n, in_size) unless dx is NULL, and after a
+ * TRAIN forward the parameter gradients in m->grads.  Identity layers are
+ * handled by the caller.
  */
 void
 nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
@@ -682,11 +686,11 @@ nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n,
 }
 
 void
-nn_layer_buffers_of(const nn_layer *l, bool training, nn_layer_buffers *b)
+nn_layer_buffers_of(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
 	memset(b, 0, sizeof(*b));
 	if (l->type->buffers)
-		l->type->buffers(l, training, b);
+		l->type->buffers(l, pass, b);
 }
 
 nn_activation

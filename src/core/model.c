@@ -149,7 +149,7 @@ free_buffers(nn_model *m)
 	nn_free_bytes(a, m->dloss);
 	m->dbuf[0] = m->dbuf[1] = m->dloss = NULL;
 	m->batch_cap = 0;
-	m->train_cap = false;
+	m->pass_cap = NN_PASS_PREDICT;
 }
 
 /* Free a model and everything it owns; NULL is ignored. */
@@ -525,14 +525,14 @@ typedef struct buffer_plan
 	bool		once;
 } buffer_plan;
 
-/* A layer's buffers in the mode: one list for counting and allocating. */
+/* A layer's buffers for a pass: one list for counting and allocating. */
 static void
-layer_plan(nn_layer *l, bool training, buffer_plan p[LAYER_BUFFERS])
+layer_plan(nn_layer *l, nn_pass pass, buffer_plan p[LAYER_BUFFERS])
 {
 	nn_layer_buffers b;
-	size_t		out = nn_layer_is_identity(l, training) ? 0 : l->out_size;
+	size_t		out = nn_layer_is_identity(l, pass) ? 0 : l->out_size;
 
-	nn_layer_buffers_of(l, training, &b);
+	nn_layer_buffers_of(l, pass, &b);
 	p[0] = (buffer_plan) {(void **) &l->ybuf, out, sizeof(float), false};
 	p[1] = (buffer_plan) {(void **) &l->col, b.col, sizeof(float), false};
 	p[2] = (buffer_plan) {(void **) &l->wt, b.kernel, sizeof(float), true};
@@ -543,11 +543,11 @@ layer_plan(nn_layer *l, bool training, buffer_plan p[LAYER_BUFFERS])
 
 /* Count one layer's buffers for batches of B rows into *total. */
 static bool
-count_layer(nn_layer *l, bool training, int32_t B, size_t *total)
+count_layer(nn_layer *l, nn_pass pass, int32_t B, size_t *total)
 {
 	buffer_plan p[LAYER_BUFFERS];
 
-	layer_plan(l, training, p);
+	layer_plan(l, pass, p);
 	for (int i = 0; i < LAYER_BUFFERS; i++)
 		if (!add_buffer(total, p[i].count, p[i].elem, p[i].once ? 1 : B))
 			return false;
@@ -556,11 +556,11 @@ count_layer(nn_layer *l, bool training, int32_t B, size_t *total)
 
 /* Allocate one layer's buffers (already counted) for batches of B rows. */
 static bool
-alloc_layer(nn_model *m, nn_layer *l, bool training, int32_t B)
+alloc_layer(nn_model *m, nn_layer *l, nn_pass pass, int32_t B)
 {
 	buffer_plan p[LAYER_BUFFERS];
 
-	layer_plan(l, training, p);
+	layer_plan(l, pass, p);
 	for (int i = 0; i < LAYER_BUFFERS; i++)
 	{
 		size_t		n = p[i].count * (p[i].once ? 1 : (size_t) B);
@@ -572,10 +572,13 @@ alloc_layer(nn_model *m, nn_layer *l, bool training, int32_t B)
 	return true;
 }
 
-/* Size (and allocate) work buffers for batches of up to max_batch rows. */
+/*
+ * Size (and allocate) work buffers for passes of up to max_batch rows: the
+ * pass's own and, as they include them, those of the passes before it.
+ */
 nn_status
-nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
-				 size_t max_bytes, nn_error *err)
+nn_model_prepare_pass(nn_model *m, int32_t max_batch, nn_pass pass,
+					  size_t max_bytes, nn_error *err)
 {
 	size_t		total = 0;
 	size_t		maxsz = 0;
@@ -589,7 +592,7 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 	if (max_batch < 1)
 		return nn_fail(err, NN_ERR_SPEC, -1,
 					   "batch size must be positive, not %d", max_batch);
-	if (m->batch_cap >= max_batch && (m->train_cap || !training))
+	if (m->batch_cap >= max_batch && m->pass_cap >= pass)
 		return NN_OK;
 
 	/* count first, so nothing is allocated over the budget */
@@ -599,11 +602,11 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 
 		maxsz = l->in_size > maxsz ? l->in_size : maxsz;
 		maxsz = l->out_size > maxsz ? l->out_size : maxsz;
-		ok = count_layer(l, training, B, &total);
+		ok = count_layer(l, pass, B, &total);
 	}
 	if (ok && want_logits)
 		ok = add_buffer(&total, last->out_size, sizeof(float), B);
-	if (ok && training)
+	if (ok && pass != NN_PASS_PREDICT)
 		ok = add_buffer(&total, maxsz, 2 * sizeof(float), B) &&
 			add_buffer(&total, last->out_size, sizeof(float), B);
 	if (!ok || (max_bytes > 0 && total > max_bytes))
@@ -617,10 +620,10 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 
 	free_buffers(m);
 	for (int i = 0; i < m->n_layers && ok; i++)
-		ok = alloc_layer(m, &m->layers[i], training, B);
+		ok = alloc_layer(m, &m->layers[i], pass, B);
 	if (ok && want_logits)
 		ok = (last->logits = nn_alloc_bytes(a, sizeof(float) * last->out_size * B)) != NULL;
-	if (ok && training)
+	if (ok && pass != NN_PASS_PREDICT)
 		ok = (m->dbuf[0] = nn_alloc_bytes(a, sizeof(float) * maxsz * B)) != NULL &&
 			(m->dbuf[1] = nn_alloc_bytes(a, sizeof(float) * maxsz * B)) != NULL &&
 			(m->dloss = nn_alloc_bytes(a, sizeof(float) * last->out_size * B)) != NULL;
@@ -630,39 +633,53 @@ nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
 		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
 	}
 	m->batch_cap = max_batch;
-	m->train_cap = training;
+	m->pass_cap = pass;
 	m->max_size = maxsz;
 	return NN_OK;
 }
 
-static nn_status
-check_batch(const nn_model *m, int32_t n, bool training, nn_error *err)
+/* Buffers for prediction, or for training too. */
+nn_status
+nn_model_prepare(nn_model *m, int32_t max_batch, bool training,
+				 size_t max_bytes, nn_error *err)
 {
-	if (n < 1 || n > m->batch_cap || (training && !m->train_cap))
+	return nn_model_prepare_pass(m, max_batch,
+								 training ? NN_PASS_TRAIN : NN_PASS_PREDICT,
+								 max_bytes, err);
+}
+
+/* Does a pass of n rows fit the prepared buffers? */
+static nn_status
+check_batch(const nn_model *m, int32_t n, nn_pass pass, nn_error *err)
+{
+	static const char *const names[] = {"prediction", "differentiation",
+	"training"};
+
+	if (n < 1 || n > m->batch_cap || pass > m->pass_cap)
 		return nn_fail(err, NN_ERR_INTERNAL, -1,
-					   "batch of %d rows does not fit the prepared buffers (%d%s)",
-					   n, m->batch_cap, training && !m->train_cap ?
-					   ", inference only" : "");
+					   "%s of %d rows does not fit the buffers prepared for %s of %d",
+					   names[pass], n, names[m->pass_cap], m->batch_cap);
 	return NN_OK;
 }
 
 /*
- * Forward through layers [0, upto), setting *out to the last output (x
- * when upto is 0).  Fails only on bad embedding ids.
+ * Forward through layers [first, upto), x being layer first's input,
+ * setting *out to the last output (x when first == upto).  Fails only on
+ * bad embedding ids.
  */
 static nn_status
-forward(nn_model *m, const float **out, const float *x, int32_t n, int upto,
-		bool training, nn_rng *rng, nn_error *err)
+forward(nn_model *m, const float **out, const float *x, int32_t n, int first,
+		int upto, nn_pass pass, nn_rng *rng, nn_error *err)
 {
 	const float *cur = x;
 	nn_status	st;
 
-	for (int i = 0; i < upto; i++)
+	for (int i = first; i < upto; i++)
 	{
 		nn_layer   *l = &m->layers[i];
 
 		l->x = cur;
-		st = nn_layer_forward(m, l, n, training, rng, err);
+		st = nn_layer_forward(m, l, n, pass, rng, err);
 		if (st != NN_OK)
 			return st;
 		cur = l->y;
@@ -677,9 +694,25 @@ nn_model_forward(nn_model *m, const float **out, const float *x, int32_t n,
 {
 	nn_status	st;
 
-	if ((st = check_batch(m, n, false, err)) != NN_OK)
+	if ((st = check_batch(m, n, NN_PASS_PREDICT, err)) != NN_OK)
 		return st;
-	return forward(m, out, x, n, m->n_layers, false, NULL, err);
+	return forward(m, out, x, n, 0, m->n_layers, NN_PASS_PREDICT, NULL, err);
+}
+
+/* A forward of layers [first, upto) that draws nothing (not TRAIN). */
+nn_status
+nn_model_forward_layers(nn_model *m, const float **out, const float *x,
+						int32_t n, int first, int upto, nn_pass pass,
+						nn_error *err)
+{
+	nn_status	st;
+
+	if (pass == NN_PASS_TRAIN)
+		return nn_fail(err, NN_ERR_INTERNAL, -1,
+					   "a training forward needs an rng");
+	if ((st = check_batch(m, n, pass, err)) != NN_OK)
+		return st;
+	return forward(m, out, x, n, first, upto, pass, NULL, err);
 }
 
 const float *
@@ -810,6 +843,53 @@ nn_model_reset_optimizer(nn_model *m)
 	}
 }
 
+/* The first layer with trainable parameters, or n_layers. */
+static int
+first_trainable(const nn_model *m)
+{
+	for (int i = 0; i < m->n_layers; i++)
+		if (m->layers[i].t_off >= 0)
+			return i;
+	return m->n_layers;
+}
+
+/*
+ * Backward through layers [first, n_layers) after a forward of the same
+ * rows from layer first.  dy (n, out_size) is the gradient w.r.t. the
+ * output, or w.r.t. the output layer's pre-activation when fused; it is
+ * overwritten.  dx_out (n, layers[first].in_size) receives the input
+ * gradient unless NULL; without it the pass stops at the first trainable
+ * layer, since nothing below needs input gradients.
+ */
+static void
+backward(nn_model *m, float *dx_out, float *dy, int32_t n, int first,
+		 bool fused)
+{
+	nn_layer   *last = output_layer(m);
+	int			ft = first_trainable(m);
+
+	for (int i = m->n_layers - 1; i >= first; i--)
+	{
+		nn_layer   *l = &m->layers[i];
+		bool		need_dx = dx_out != NULL || i > ft;
+		float	   *dx = NULL;
+
+		if (!need_dx && i < ft)
+			break;
+		if (l->y == l->x)		/* identity: the gradient passes through */
+		{
+			if (i == first && dx_out)
+				memcpy(dx_out, dy, sizeof(float) * l->in_size * n);
+			continue;
+		}
+		if (need_dx)
+			dx = i == first ? dx_out :
+				(dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]);
+		nn_layer_backward(m, l, dx, dy, n, fused && l == last);
+		dy = dx;
+	}
+}
+
 /* Forward, loss and backward of a batch; gradients into m->grads. */
 nn_status
 nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
@@ -821,19 +901,18 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 	nn_activation oact = nn_model_output_activation(m);
 	bool		fused;
 	double		batch_loss = 0.0;
-	float	   *dy;
-	int			first_trainable;
 
 	if (!m->training_set)
 		return nn_fail(err, NN_ERR_INTERNAL, -1, "training is not configured");
-	if ((st = check_batch(m, n, true, err)) != NN_OK)
+	if ((st = check_batch(m, n, NN_PASS_TRAIN, err)) != NN_OK)
 		return st;
 	fused = nn_loss_fused(m->loss, oact);
 
 	{
 		const float *unused;
 
-		if ((st = forward(m, &unused, x, n, m->n_layers, true, rng, err)) != NN_OK)
+		if ((st = forward(m, &unused, x, n, 0, m->n_layers, NN_PASS_TRAIN, rng,
+						  err)) != NN_OK)
 			return st;
 	}
 	{
@@ -854,36 +933,7 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 		return st;
 	}
 
-	/* input gradients are needed only above the first trainable layer */
-	first_trainable = m->n_layers;
-	for (int i = 0; i < m->n_layers; i++)
-		if (m->layers[i].t_off >= 0)
-		{
-			first_trainable = i;
-			break;
-		}
-
-	dy = m->dloss;
-	for (int i = m->n_layers - 1; i >= 0; i--)
-	{
-		nn_layer   *l = &m->layers[i];
-		bool		need_dx = dx_out != NULL || i > first_trainable;
-		float	   *dx = NULL;
-
-		if (!need_dx && i < first_trainable)
-			break;
-		if (l->y == l->x)		/* identity: the gradient passes through */
-		{
-			if (i == 0 && dx_out)
-				memcpy(dx_out, dy, sizeof(float) * l->in_size * n);
-			continue;
-		}
-		if (need_dx)
-			dx = i == 0 ? dx_out : (dy == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]);
-		nn_layer_backward(m, l, dx, dy, n, fused && l == last);
-		dy = dx;
-	}
-
+	backward(m, dx_out, m->dloss, n, 0, fused);
 	m->penalty = nn_penalty_grads(m);
 	for (int64_t i = 0; i < m->n_params; i++)
 		if (!isfinite(m->grads[i]))
@@ -893,6 +943,41 @@ nn_model_compute_gradients(nn_model *m, float *dx_out, const float *x,
 			return NN_ERR_NUMERIC;
 		}
 	*loss_sum += batch_loss + m->penalty * n;
+	return NN_OK;
+}
+
+/*
+ * After a DIFF forward of n rows from layer first: dx (n, layers[first].
+ * in_size) from dy (n, out_size), the gradient w.r.t. the output after its
+ * activation, which is overwritten.  No parameter gradients.
+ */
+void
+nn_model_diff_backward(nn_model *m, float *dx, float *dy, int32_t n,
+					   int first)
+{
+	if (first == m->n_layers)	/* no layers: the output is the input */
+		memcpy(dx, dy, sizeof(float) * nn_model_output_size(m) * n);
+	else
+		backward(m, dx, dy, n, first, false);
+}
+
+/* Predictions and the input gradient of sum(dout * predictions). */
+nn_status
+nn_model_input_gradient(nn_model *m, float *dx, float *out, const float *x,
+						const float *dout, int32_t n, nn_error *err)
+{
+	size_t		k = nn_model_output_size(m);
+	const float *y;
+	nn_status	st;
+
+	st = nn_model_forward_layers(m, &y, x, n, 0, m->n_layers, NN_PASS_DIFF,
+								 err);
+	if (st != NN_OK)
+		return st;
+	if (out)
+		memcpy(out, y, sizeof(float) * k * n);
+	memcpy(m->dloss, dout, sizeof(float) * k * n);
+	nn_model_diff_backward(m, dx, m->dloss, n, 0);
 	return NN_OK;
 }
 
@@ -937,11 +1022,12 @@ nn_model_evaluate_batch(nn_model *m, float *pred_out, const float *x,
 	nn_layer   *last = output_layer(m);
 	const float *out;
 
-	if ((st = check_batch(m, n, false, err)) != NN_OK)
+	if ((st = check_batch(m, n, NN_PASS_PREDICT, err)) != NN_OK)
 		return st;
 	if (loss < 1 || loss > NN_LOSS_MAX)
 		return nn_fail(err, NN_ERR_SPEC, -1, "unrecognized loss %d", (int) loss);
-	if ((st = forward(m, &out, x, n, m->n_layers, false, NULL, err)) != NN_OK)
+	if ((st = forward(m, &out, x, n, 0, m->n_layers, NN_PASS_PREDICT, NULL,
+					  err)) != NN_OK)
 		return st;
 	{
 		nn_loss_batch lb = {
@@ -1012,7 +1098,7 @@ nn_model_adapt_batch(nn_model *m, const float *x, int32_t n, nn_error *err)
 
 	if (i < 0)
 		return NN_OK;
-	if ((st = check_batch(m, n, false, err)) != NN_OK)
+	if ((st = check_batch(m, n, NN_PASS_PREDICT, err)) != NN_OK)
 		return st;
 	l = &m->layers[i];
 	if (l->acc == NULL)
@@ -1023,7 +1109,7 @@ nn_model_adapt_batch(nn_model *m, const float *x, int32_t n, nn_error *err)
 		memset(l->acc, 0, sizeof(double) * 3 * l->channels);
 		l->acc_n = 0;
 	}
-	if ((st = forward(m, &in, x, n, i, false, NULL, err)) != NN_OK)
+	if ((st = forward(m, &in, x, n, 0, i, NN_PASS_PREDICT, NULL, err)) != NN_OK)
 		return st;
 	nn_normalize_accumulate(l, in, n);
 	return NN_OK;

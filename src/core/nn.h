@@ -578,6 +578,48 @@ nn_status	nn_model_compute_gradients(nn_model *model, float *dx_out,
 /* The optimizer step on the gradients computed last. */
 nn_status	nn_model_apply_gradients(nn_model *model, nn_error *err);
 
+/*
+ * The model differentiated as it predicts: out (n, out_size), unless NULL,
+ * receives the predictions of x (n, in_size), and dx (n, in_size) the
+ * gradient w.r.t. x of sum over rows r and outputs j of dout[r, j]
+ * out[r, j] (a one-hot dout row: one output's gradient).  Dropout, noise
+ * and augmentation layers are the identity (random_crop the centre crop),
+ * batchnorm uses its moving statistics; nothing is drawn and nothing in
+ * the model changes, parameter gradients included.  Token ids get a zero
+ * gradient.  Needs a training nn_model_prepare for n rows (its buffers
+ * include this pass's).
+ */
+nn_status	nn_model_input_gradient(nn_model *model, float *dx, float *out,
+									const float *x, const float *dout,
+									int32_t n, nn_error *err);
+
+/* ---------- attributions (explain.c) ---------- */
+
+/*
+ * Integrated gradients of output target for the row x (in_size), from
+ * baseline (in_size; NULL: zeros) to x: attributions (in_size) receives
+ * (x_i - b_i) times the mean gradient of the output along the straight
+ * path, by the trapezoid rule over steps points (>= 2), which add up to
+ * *f_x - *f_baseline, the output at x and at the baseline, up to the rule's
+ * error.  The output is taken after its activation (a softmax
+ * probability), target -1 being the largest output of x (0 for a single
+ * output); *target_out (may be NULL) receives the one explained.  The
+ * model is differentiated as it predicts (see nn_model_input_gradient),
+ * the steps rows as one batch.  When the model reads token ids (an
+ * embedding layer), the path runs over their embedded vectors, from zero
+ * vectors or the baseline ids' embeddings, and a token's attribution sums
+ * its vector's.  The path and the model's buffers for steps rows must fit
+ * max_bytes (0: no limit; NN_ERR_LIMIT); the model stays prepared for what
+ * it was before.  NN_ERR_SPEC for steps < 2 or a target out of range,
+ * NN_ERR_DATA for a value that is not finite (or a bad token id),
+ * NN_ERR_NUMERIC when the output or an attribution overflows.
+ */
+nn_status	nn_model_explain(nn_model *model, float *attributions, float *f_x,
+							 float *f_baseline, int32_t *target_out,
+							 const float *x, const float *baseline,
+							 int32_t target, int32_t steps, size_t max_bytes,
+							 nn_error *err);
+
 /* ---------- normalize layers: statistics adapted once from data ---------- */
 
 /* True when the model has normalize layers that have not been adapted. */

@@ -28,6 +28,32 @@
 
 typedef struct nn_layer_type nn_layer_type;
 
+/*
+ * What a forward pass is for.  The layers that behave differently in
+ * training and prediction (dropout, gaussian_noise, the augmentation
+ * layers, batchnorm) read it, and it decides what the forward keeps for a
+ * backward pass and what that backward computes:
+ *   PREDICT  prediction: dropout, noise and augmentation are the identity
+ *            (random_crop takes the centre window), batchnorm uses its
+ *            moving statistics, nothing is drawn or updated; nothing is
+ *            kept for a backward pass.
+ *   DIFF     the same function as PREDICT, differentiated: the forward
+ *            also keeps what the input gradient needs, and the backward
+ *            computes dx only, no parameter gradients.  Model attributions
+ *            (explain.c) are made of it.
+ *   TRAIN    training: random layers draw from the rng, batchnorm
+ *            normalizes with (and updates) batch statistics; the backward
+ *            computes parameter gradients and dx.
+ * The buffers of each pass include those of the pass before it, so a
+ * model prepared for one runs the passes before it too.
+ */
+typedef enum nn_pass
+{
+	NN_PASS_PREDICT = 0,
+	NN_PASS_DIFF,
+	NN_PASS_TRAIN
+} nn_pass;
+
 /* One layer of a built model. */
 typedef struct nn_layer
 {
@@ -59,6 +85,7 @@ typedef struct nn_layer
 	double	   *acc;			/* (3, C): count-free Welford sums while adapting */
 	int64_t		acc_n;
 	/* forward results of the last batch */
+	nn_pass		pass;			/* what that forward was for */
 	const float *x;				/* input (B, in_size), not owned */
 	float	   *y;				/* output (B, out_size): own buffer or x */
 	float	   *ybuf;			/* own output buffer, NULL for identity layers */
@@ -67,7 +94,7 @@ typedef struct nn_layer
 								 * Winograd's transformed input */
 	bool		wino;			/* conv2d computed by winograd.c */
 	float	   *wt;				/* Winograd: transformed kernel (and its
-								 * gradient when training), see winograd.c */
+								 * gradient in training), see winograd.c */
 	bool		wt_ready;		/* wt holds U and the kernel it came from */
 	int32_t    *argmax;			/* max pools: (B, out_size) input offsets */
 	float	   *mask;			/* dropout: (B, in_size) scaled keep mask */
@@ -78,7 +105,7 @@ typedef struct nn_layer
 typedef struct nn_layer_buffers
 {
 	size_t		col;			/* floats: conv2d im2col or Winograd input */
-	size_t		argmax;			/* int32_t: max pools' argmax (training) */
+	size_t		argmax;			/* int32_t: max pools' argmax (backward) */
 	size_t		mask;			/* floats: dropout mask (training) */
 	size_t		work;			/* floats: the kind's scratch */
 	size_t		kernel;			/* floats, once: Winograd's kernel */
@@ -119,16 +146,17 @@ struct nn_layer_type
 	/* initial weights; false when scratch memory cannot be had; or NULL */
 	bool		(*init) (nn_model *m, nn_layer *l, nn_rng *rng);
 	/* l->ybuf from l->x over n rows (NN_ERR_DATA only for bad input ids) */
-	nn_status	(*forward) (nn_model *m, nn_layer *l, int32_t n, bool training,
+	nn_status	(*forward) (nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 							nn_rng *rng, nn_error *err);
-	/* parameter gradients and dx (NULL: not needed) from dy (n, out_size) */
+	/* after a forward that was not PREDICT: dx (NULL: not needed) from dy
+	 * (n, out_size), and the parameter gradients after a TRAIN forward */
 	void		(*backward) (nn_model *m, nn_layer *l, float *dx, float *dy,
 							 int32_t n);
 	/* buffers besides the output (zeroed by the caller), or NULL */
-	void		(*buffers) (const nn_layer *l, bool training,
+	void		(*buffers) (const nn_layer *l, nn_pass pass,
 							nn_layer_buffers *b);
 	/* is the forward a pass-through of the input?  NULL: never */
-	bool		(*identity) (const nn_layer *l, bool training);
+	bool		(*identity) (const nn_layer *l, nn_pass pass);
 	/* parameters as Keras counts them; NULL: w_len + r_len + b_len */
 	int64_t		(*keras_params) (const nn_layer *l);
 };
@@ -209,9 +237,9 @@ struct nn_model
 	float	   *state;
 	/* work buffers */
 	int32_t		batch_cap;
-	bool		train_cap;
+	nn_pass		pass_cap;		/* the pass they were sized for */
 	float	   *dbuf[2];		/* (B, max size) gradient ping-pong */
-	float	   *dloss;			/* (B, out_size) */
+	float	   *dloss;			/* (B, out_size) gradient of the output */
 	size_t		max_size;
 	/* training configuration */
 	bool		training_set;
@@ -238,9 +266,27 @@ nn_status	nn_spec_counts(const nn_model_spec *spec, size_t *n_params,
 nn_status	nn_model_build(nn_model **out, const nn_model_spec *spec,
 						   size_t max_bytes, const nn_alloc *alloc,
 						   nn_error *err);
+/* Buffers for passes of up to max_batch rows (nn_model_prepare). */
+nn_status	nn_model_prepare_pass(nn_model *m, int32_t max_batch, nn_pass pass,
+								  size_t max_bytes, nn_error *err);
 /* Inference forward of n rows; *out is the output layer's buffer. */
 nn_status	nn_model_forward(nn_model *m, const float **out, const float *x,
 							 int32_t n, nn_error *err);
+/*
+ * Forward of n rows through layers [first, upto) in a pass that draws
+ * nothing (PREDICT or DIFF): x is layer first's input, *out the last
+ * output (x when first == upto).
+ */
+nn_status	nn_model_forward_layers(nn_model *m, const float **out,
+									const float *x, int32_t n, int first,
+									int upto, nn_pass pass, nn_error *err);
+/*
+ * After a DIFF forward of n rows from layer first (to the last): dx (n,
+ * layers[first].in_size) from dy (n, out_size), the gradient w.r.t. the
+ * output after its activation, which is overwritten.
+ */
+void		nn_model_diff_backward(nn_model *m, float *dx, float *dy,
+								   int32_t n, int first);
 /* The output layer's pre-activation of the last forward (softmax and
  * sigmoid outputs), else NULL. */
 const float *nn_model_logits(const nn_model *m);
@@ -319,14 +365,20 @@ nn_status	nn_window_infer(nn_layer *l, const char *size_name, nn_error *err);
 /* layer dispatch through the table (layer.c) */
 nn_status	nn_layer_infer(nn_layer *l, int index, nn_error *err);
 nn_status	nn_layer_forward(nn_model *m, nn_layer *l, int32_t n,
-							 bool training, nn_rng *rng, nn_error *err);
+							 nn_pass pass, nn_rng *rng, nn_error *err);
 /* dx may be NULL when the input gradient is not needed */
 void		nn_layer_backward(nn_model *m, nn_layer *l, float *dx, float *dy,
 							  int32_t n, bool fused);
 bool		nn_layer_init_params(nn_model *m, nn_layer *l, nn_rng *rng);
-void		nn_layer_buffers_of(const nn_layer *l, bool training,
+void		nn_layer_buffers_of(const nn_layer *l, nn_pass pass,
 								nn_layer_buffers *b);
-bool		nn_layer_is_identity(const nn_layer *l, bool training);
+bool		nn_layer_is_identity(const nn_layer *l, nn_pass pass);
+/* Does the backward compute parameter gradients (after a TRAIN forward)? */
+static inline bool
+nn_layer_param_grads(const nn_layer *l)
+{
+	return l->pass == NN_PASS_TRAIN;
+}
 /* The activation applied at the layer's output (linear when none). */
 nn_activation nn_layer_out_activation(const nn_layer *l);
 int64_t		nn_layer_keras_params(const nn_layer *l);
@@ -337,7 +389,7 @@ bool		nn_layer_has_state(nn_layer_kind kind);
 bool		nn_wino_fits(const nn_layer *l);
 size_t		nn_wino_col_size(const nn_layer *l);	/* per sample */
 size_t		nn_wino_work_size(const nn_layer *l);	/* per sample */
-size_t		nn_wino_kernel_size(const nn_layer *l, bool training);
+size_t		nn_wino_kernel_size(const nn_layer *l, bool param_grads);
 void		nn_wino_forward(nn_model *m, nn_layer *l, const float *x, int32_t n);
 void		nn_wino_backward(nn_model *m, nn_layer *l, float *dx,
 							 const float *dz, int32_t n);

@@ -6,8 +6,9 @@
  * Layout: images (H, W, C), channels last, so each window cell is a
  * contiguous channel vector and the loops work on whole vectors.  Window
  * geometry as spatial.c; average pooling with 'same' divides by the number
- * of cells inside the input.  Max pooling keeps, when training, the input
- * offset of each maximum (the first one wins ties) for the backward pass.
+ * of cells inside the input.  Max pooling keeps, for a backward pass (in
+ * training or differentiation, not prediction), the input offset of each
+ * maximum (the first one wins ties).
  * Global pools read a sample of in_size floats as (S, C), with C the last
  * axis (S = 1, H W or T positions): (S, C) -> (C).
  * https://keras.io/api/layers/pooling_layers/
@@ -50,11 +51,11 @@ pool_infer(nn_layer *l, nn_error *err)
 	return nn_window_infer(l, "pool_size", err);
 }
 
-/* Max pools keep their argmax when training. */
+/* Max pools keep their argmax for a backward pass. */
 static void
-pool_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+pool_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	if (training && pool_is_max(l))
+	if (pass != NN_PASS_PREDICT && pool_is_max(l))
 		b->argmax = l->out_size;
 }
 
@@ -177,13 +178,13 @@ pool_sample(const nn_layer *l, const nn_window *gp, const float *xb, int32_t b)
 
 /* Pool x (B, H, W, C) into (B, OH, OW, C), a sample per iteration. */
 static nn_status
-pool_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
+pool_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass, nn_rng *rng,
 			 nn_error *err)
 {
 	const nn_window g = nn_window_of(l);
 	const float *x = l->x;
 
-	(void) m, (void) training, (void) rng, (void) err;
+	(void) m, (void) pass, (void) rng, (void) err;
 #pragma omp parallel for schedule(dynamic) \
 	if (nn_par((double) n * l->out_size * g.KH * g.KW, n))
 	for (int32_t b = 0; b < n; b++)
@@ -251,7 +252,7 @@ pool_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 
 /* Mean or max over the positions of each channel: (S, C) -> (C). */
 static nn_status
-global_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+global_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 			   nn_rng *rng, nn_error *err)
 {
 	const float *x = l->x;
@@ -259,7 +260,7 @@ global_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	size_t		S = l->in_size / C;
 	bool		is_max = pool_is_max(l);
 
-	(void) m, (void) training, (void) rng, (void) err;
+	(void) m, (void) pass, (void) rng, (void) err;
 	for (int32_t b = 0; b < n; b++)
 	{
 		const float *xb = x + (size_t) b * l->in_size;	/* (S, C) */

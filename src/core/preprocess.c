@@ -29,12 +29,12 @@ static const nn_kind_option normalize_options[] = {
 };
 
 static nn_status
-rescale_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+rescale_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				nn_rng *rng, nn_error *err)
 {
 	size_t		total = l->out_size * n;
 
-	(void) m, (void) training, (void) rng, (void) err;
+	(void) m, (void) pass, (void) rng, (void) err;
 	for (size_t i = 0; i < total; i++)
 		l->ybuf[i] = l->x[i] * l->spec.scale + l->spec.offset;
 	return NN_OK;
@@ -70,7 +70,7 @@ norm_div(const nn_layer *l, const float *var, int32_t c)
 }
 
 static nn_status
-normalize_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
+normalize_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				  nn_rng *rng, nn_error *err)
 {
 	const float *mean = m->state + l->s_off;
@@ -78,7 +78,7 @@ normalize_forward(nn_model *m, nn_layer *l, int32_t n, bool training,
 	int32_t		C = l->channels;
 	size_t		total = l->out_size * n;
 
-	(void) training, (void) rng, (void) err;
+	(void) pass, (void) rng, (void) err;
 	for (size_t i = 0; i < total; i += C)
 		for (int32_t c = 0; c < C; c++)
 			l->ybuf[i + c] = (l->x[i + c] - mean[c]) / norm_div(l, var, c);

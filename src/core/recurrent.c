@@ -86,14 +86,14 @@ cell_of(const nn_layer *l)
 
 /* Floats per sample of the work buffer (the sizes of rnn_work). */
 static size_t
-work_size(const nn_layer *l, bool training)
+work_size(const nn_layer *l, bool backward)
 {
 	size_t		T = (size_t) l->in_shape[0];
 	size_t		U = (size_t) l->spec.units;
 	size_t		GU = (size_t) cell_of(l)->gates * U;
 	size_t		n = T * GU + 2 * T * U + GU;
 
-	if (training)
+	if (backward)
 		n += 2 * T * GU + 3 * U;
 	return n;
 }
@@ -354,14 +354,14 @@ forward_rows(nn_model *m, nn_layer *l, const float *x, int32_t b0, int32_t b1)
 
 /* Forward over n sequences: fills the work buffer and l->ybuf. */
 static nn_status
-rnn_forward(nn_model *m, nn_layer *l, int32_t n, bool training, nn_rng *rng,
+rnn_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass, nn_rng *rng,
 			nn_error *err)
 {
 	const float *x = l->x;
 	double		work = (double) n * l->in_shape[0] * l->spec.units *
 		cell_of(l)->gates * (l->in_shape[1] + l->spec.units);
 
-	(void) training, (void) rng, (void) err;
+	(void) pass, (void) rng, (void) err;
 #pragma omp parallel if (nn_par(work, n))
 	{
 		int32_t		b0,
@@ -571,9 +571,10 @@ weight_cols(nn_model *m, nn_layer *l, int32_t n, int32_t j0, int32_t j1)
 
 /*
  * Backpropagation through time over n sequences: dy (n, out_size) is the
- * gradient w.r.t. the output (every step's h, or the last one's).  Fills
- * the kernel, recurrent kernel and bias gradients and, unless dx is NULL,
- * dx (n, T, F).  Sequences split over threads first, then gate columns.
+ * gradient w.r.t. the output (every step's h, or the last one's).  Fills,
+ * unless dx is NULL, dx (n, T, F) and, after a training forward, the
+ * kernel, recurrent kernel and bias gradients.  Sequences split over
+ * threads first, then gate columns.
  */
 static void
 rnn_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
@@ -591,6 +592,8 @@ rnn_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 		if (b1 > b0)
 			backward_rows(m, l, dx, dy, b0, b1);
 	}
+	if (!nn_layer_param_grads(l))
+		return;
 #pragma omp parallel if (nn_par(work, GU))
 	{
 		int32_t		j0,
@@ -630,9 +633,9 @@ rnn_infer(nn_layer *l, nn_error *err)
 }
 
 static void
-rnn_buffers(const nn_layer *l, bool training, nn_layer_buffers *b)
+rnn_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
-	b->work = work_size(l, training);
+	b->work = work_size(l, pass != NN_PASS_PREDICT);
 }
 
 static const nn_kind_option simple_rnn_options[] = {

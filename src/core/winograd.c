@@ -100,9 +100,9 @@ nn_wino_work_size(const nn_layer *l)
 
 /* Floats of l->wt: U, the kernel it was made from, and dU when training. */
 size_t
-nn_wino_kernel_size(const nn_layer *l, bool training)
+nn_wino_kernel_size(const nn_layer *l, bool param_grads)
 {
-	return ((training ? 2 : 1) * WG_P + 9) *
+	return ((param_grads ? 2 : 1) * WG_P + 9) *
 		(size_t) l->in_shape[2] * l->spec.filters;
 }
 
@@ -544,10 +544,27 @@ nn_wino_forward(nn_model *m, nn_layer *l, const float *x, int32_t n)
 		output_sample(&g, l->ybuf + (size_t) b * l->out_size, l->work, bias, b);
 }
 
+/* dU[p] (C, F) = V[p]^T M[p] (the forward's V, backward's M), then dW. */
+static void
+kernel_grads(nn_model *m, const nn_layer *l, const wgeom *gp)
+{
+	const wgeom g = *gp;
+	float	   *dU = l->wt + (size_t) (WG_P + 9) * g.C * g.F;
+	float	   *dw = m->grads + l->w_off;
+
+	position_gemms(CblasTrans, CblasNoTrans, g.C, g.F, (int) g.rows,
+				   l->col, g.vstep, g.C, l->work, g.ystep, g.F,
+				   dU, (size_t) g.C * g.F, g.F);
+#pragma omp parallel for PAR((double) g.C * g.F * WG_P * 4, g.C)
+	for (int32_t c = 0; c < g.C; c++)
+		kernel_grad_row(dw, dU, g.C, g.F, c);
+}
+
 /*
  * Backward over n samples, after nn_wino_forward on the same batch: dz
  * (n, OH, OW, F) is the gradient of the pre-activation.  Writes the kernel
- * gradient (not the bias's) and, unless dx is NULL, dx (n, H, W, C).
+ * gradient (not the bias's) after a training forward and, unless dx is
+ * NULL, dx (n, H, W, C).
  */
 void
 nn_wino_backward(nn_model *m, nn_layer *l, float *dx, const float *dz,
@@ -555,20 +572,13 @@ nn_wino_backward(nn_model *m, nn_layer *l, float *dx, const float *dz,
 {
 	const wgeom g = geometry(l, n);
 	float	   *U = l->wt;
-	float	   *dU = l->wt + (size_t) (WG_P + 9) * g.C * g.F;
-	float	   *dw = m->grads + l->w_off;
 
 #pragma omp parallel for schedule(dynamic) PAR(g.ystep * WG_P * 4, n)
 	for (int32_t b = 0; b < n; b++)
 		grad_sample(&g, l->work, dz + (size_t) b * l->out_size, b);
 
-	/* dU[p] (C, F) = V[p]^T M[p], then the kernel gradient */
-	position_gemms(CblasTrans, CblasNoTrans, g.C, g.F, (int) g.rows,
-				   l->col, g.vstep, g.C, l->work, g.ystep, g.F,
-				   dU, (size_t) g.C * g.F, g.F);
-#pragma omp parallel for PAR((double) g.C * g.F * WG_P * 4, g.C)
-	for (int32_t c = 0; c < g.C; c++)
-		kernel_grad_row(dw, dU, g.C, g.F, c);
+	if (nn_layer_param_grads(l))
+		kernel_grads(m, l, &g);
 	if (dx == NULL)
 		return;
 
