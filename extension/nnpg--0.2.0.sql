@@ -310,6 +310,42 @@ COMMENT ON FUNCTION nnpg.model_sparsity(bytea) IS
 
 /* ---------- explanation ---------- */
 
+CREATE FUNCTION @extschema@.nn_explain(model text, features real[],
+									   target integer DEFAULT NULL,
+									   baseline real[] DEFAULT NULL,
+									   steps integer DEFAULT 64,
+									   version integer DEFAULT NULL)
+RETURNS TABLE(feature integer, value real, attribution real)
+AS 'MODULE_PATHNAME', 'nnpg_explain'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_explain(text, real[], integer, real[], integer, integer) IS
+'integrated gradients: how much each feature of a row moves output target from the baseline';
+
+CREATE FUNCTION @extschema@.nn_explain(model text, features double precision[],
+									   target integer DEFAULT NULL,
+									   baseline real[] DEFAULT NULL,
+									   steps integer DEFAULT 64,
+									   version integer DEFAULT NULL)
+RETURNS TABLE(feature integer, value real, attribution real)
+AS 'MODULE_PATHNAME', 'nnpg_explain_float8'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_explain(text, double precision[], integer, real[], integer, integer) IS
+'integrated gradients: how much each feature of a row moves output target from the baseline';
+
+CREATE FUNCTION @extschema@.nn_explain(model text, features bytea,
+									   target integer DEFAULT NULL,
+									   baseline real[] DEFAULT NULL,
+									   steps integer DEFAULT 64,
+									   version integer DEFAULT NULL)
+RETURNS TABLE(feature integer, value real, attribution real)
+AS 'MODULE_PATHNAME', 'nnpg_explain_bytea'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_explain(text, bytea, integer, real[], integer, integer) IS
+'integrated gradients: how much each feature of a row moves output target from the baseline';
+
 CREATE FUNCTION @extschema@.nn_feature_importance(model text, query text,
 												   repeats integer DEFAULT 5,
 												   seed bigint DEFAULT NULL,

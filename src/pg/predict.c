@@ -40,38 +40,42 @@ float_array(const float *v, int n)
 	return a;
 }
 
-/* The features argument as n_in floats. */
+/*
+ * Argument argno (bytea, real[] or double precision[]) as n_in finite
+ * floats; noun names a value in errors ("feature", "baseline value").
+ */
 static float *
-features_arg(FunctionCallInfo fcinfo, Oid elemtype, int32 n_in)
+floats_arg(FunctionCallInfo fcinfo, int argno, Oid elemtype, int32 n_in,
+		   const char *noun)
 {
 	float	   *x = palloc(sizeof(float) * Max(n_in, 1));
 	int			n;
 
 	if (elemtype == BYTEAOID)
 	{
-		bytea	   *b = PG_GETARG_BYTEA_PP(1);
+		bytea	   *b = PG_GETARG_BYTEA_PP(argno);
 
 		n = VARSIZE_ANY_EXHDR(b);
 		if (n != n_in)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("expected %d features, not %d", n_in, n)));
+					 errmsg("expected %d %ss, not %d", n_in, noun, n)));
 		nn_bytes_to_floats(x, (const uint8 *) VARDATA_ANY(b), n);
 		return x;
 	}
 	else
 	{
-		ArrayType  *a = PG_GETARG_ARRAYTYPE_P(1);
+		ArrayType  *a = PG_GETARG_ARRAYTYPE_P(argno);
 
 		n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
 		if (ARR_HASNULL(a) && array_contains_nulls(a))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("features must not contain null values")));
+					 errmsg("%ss must not contain null values", noun)));
 		if (n != n_in)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("expected %d features, not %d", n_in, n)));
+					 errmsg("expected %d %ss, not %d", n_in, noun, n)));
 		if (elemtype == FLOAT4OID)
 			memcpy(x, ARR_DATA_PTR(a), sizeof(float) * n);
 		else
@@ -83,8 +87,8 @@ features_arg(FunctionCallInfo fcinfo, Oid elemtype, int32 n_in)
 				if (isfinite(src[i]) && fabs(src[i]) > FLT_MAX)
 					ereport(ERROR,
 							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-							 errmsg("feature %d (%g) is out of range for type real",
-									i + 1, src[i])));
+							 errmsg("%s %d (%g) is out of range for type real",
+									noun, i + 1, src[i])));
 				x[i] = (float) src[i];
 			}
 		}
@@ -94,10 +98,17 @@ features_arg(FunctionCallInfo fcinfo, Oid elemtype, int32 n_in)
 		if (!isfinite(x[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("feature %d is %s", i + 1,
+					 errmsg("%s %d is %s", noun, i + 1,
 							isnan(x[i]) ? "NaN" : "infinite")));
 	}
 	return x;
+}
+
+/* The features argument (1) as n_in floats. */
+static float *
+features_arg(FunctionCallInfo fcinfo, Oid elemtype, int32 n_in)
+{
+	return floats_arg(fcinfo, 1, elemtype, n_in, "feature");
 }
 
 /* The class of an output row: arg-max, or p > 0.5 for a single output. */
@@ -853,4 +864,82 @@ nnpg_feature_importance(PG_FUNCTION_ARGS)
 	}
 	query_run_end(&qr);
 	return (Datum) 0;
+}
+
+/* ---------- integrated gradients ---------- */
+
+/*
+ * nn_explain(model, features, target, baseline, steps, version):
+ * (feature, value, attribution) per input feature, 1-based.
+ */
+static Datum
+explain_row(FunctionCallInfo fcinfo, Oid elemtype)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		version_isnull = PG_ARGISNULL(5);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(5);
+	int32		target = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
+	nn_model   *model;
+	int32		n_in;
+	float	   *x,
+			   *baseline = NULL,
+			   *attr;
+	float		fx,
+				fb;
+	nn_error	err;
+
+	if (PG_ARGISNULL(0))
+		nnpg_null_argument("model");
+	if (PG_ARGISNULL(1))
+		nnpg_null_argument("features");
+	if (PG_ARGISNULL(4))
+		nnpg_null_argument("steps");
+	nnpg_apply_threads();
+	InitMaterializedSRF(fcinfo, 0);
+	model = nnpg_cached_model(fcinfo, PG_GETARG_TEXT_PP(0), version_isnull,
+							  version);
+	n_in = (int32) nn_model_input_size(model);
+	x = features_arg(fcinfo, elemtype, n_in);
+	if (!PG_ARGISNULL(3))
+		baseline = floats_arg(fcinfo, 3, FLOAT4OID, n_in, "baseline value");
+	if (!PG_ARGISNULL(2) && (target < 0 || target >= (int32) nn_model_output_size(model)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("target must be an output of the model, 0 to %d, not %d",
+						(int) nn_model_output_size(model) - 1, target)));
+	attr = palloc(sizeof(float) * n_in);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_explain(model, attr, &fx, &fb, NULL, x, baseline,
+								target, PG_GETARG_INT32(4),
+								nnpg_max_model_bytes(), &err), &err);
+	for (int32 i = 0; i < n_in; i++)
+	{
+		Datum		v[3] = {Int32GetDatum(i + 1), Float4GetDatum(x[i]),
+		Float4GetDatum(attr[i])};
+		bool		n[3] = {false, false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(nnpg_explain);
+Datum
+nnpg_explain(PG_FUNCTION_ARGS)
+{
+	return explain_row(fcinfo, FLOAT4OID);
+}
+
+PG_FUNCTION_INFO_V1(nnpg_explain_float8);
+Datum
+nnpg_explain_float8(PG_FUNCTION_ARGS)
+{
+	return explain_row(fcinfo, FLOAT8OID);
+}
+
+PG_FUNCTION_INFO_V1(nnpg_explain_bytea);
+Datum
+nnpg_explain_bytea(PG_FUNCTION_ARGS)
+{
+	return explain_row(fcinfo, BYTEAOID);
 }
