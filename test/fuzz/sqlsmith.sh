@@ -206,6 +206,22 @@ FROM fuzz_models m WHERE m.ok AND m.version IS NOT NULL;
 CREATE VIEW fuzz_creates AS
 SELECT m.name, nn_create(m.name || '_new', m.spec, m.shape, 7, true) AS created
 FROM fuzz_models m WHERE m.ok AND m.version = 1;
+CREATE VIEW fuzz_explanations AS
+SELECT m.name, m.version, e.feature, e.value, e.attribution
+FROM fuzz_models m,
+	LATERAL nn_explain(m.name, m.features, NULL, NULL, 8, m.version) e
+WHERE m.ok AND m.features IS NOT NULL;
+CREATE VIEW fuzz_importances AS
+SELECT m.name, m.version, i.feature, i.importance, i.stddev
+FROM fuzz_models m,
+	LATERAL nn_feature_importance(m.name, m.q || ' LIMIT 50', 1, 1, m.version) i
+WHERE m.ok;
+CREATE VIEW fuzz_plots AS
+SELECT m.name, m.version, nn_plot(m.name, m.version) AS svg
+FROM fuzz_models m WHERE m.ok AND m.version = 2;	-- trained
+CREATE VIEW fuzz_prunes AS
+SELECT m.name, m.version, nn_prune(m.name, 0.5, m.version) AS pruned
+FROM fuzz_models m WHERE m.ok;
 
 -- Scalar wrappers of the set-returning functions, which sqlsmith never
 -- calls itself, so that it can pass them arguments of its own.
@@ -233,6 +249,14 @@ CREATE FUNCTION fuzz_summary(model text, version int)
 CREATE FUNCTION fuzz_history(model text, version int)
 	RETURNS bigint LANGUAGE sql AS $$
 	SELECT count(h.epoch) FROM nn_history(model, version) h $$;
+CREATE FUNCTION fuzz_explain(model text, features real[], target int,
+	baseline real[], steps int, version int) RETURNS float8 LANGUAGE sql AS $$
+	SELECT sum(e.attribution) FROM nn_explain(model, features, target, baseline,
+		CASE WHEN steps > 16 THEN 16 ELSE steps END, version) e $$;
+CREATE FUNCTION fuzz_feature_importance(model text, query text, repeats int,
+	seed bigint, version int) RETURNS float8 LANGUAGE sql AS $$
+	SELECT max(i.importance) FROM nn_feature_importance(model, query,
+		CASE WHEN repeats > 2 THEN 2 ELSE repeats END, seed, version) i $$;
 EOF
 
 # ---- fuzz_inputs: calls of every function on every model, each with its
@@ -260,7 +284,10 @@ SELECT fn, unnest(args) FROM (VALUES
 	('confusion_matrix', '{name,version,query}'), ('fit', '{name,version,query,opts}'),
 	('summary', '{name,version}'), ('history', '{name,version}'),
 	('export', '{name,version}'), ('drop', '{name,version}'),
-	('import', '{name,version,blob}'), ('create', '{name,spec,shape}')) AS f(fn, args);
+	('import', '{name,version,blob}'), ('create', '{name,spec,shape}'),
+	('explain', '{name,version,features}'), ('explain_bytea', '{name,version,img}'),
+	('feature_importance', '{name,version,query}'), ('plot', '{name,version}'),
+	('prune', '{name,version}')) AS f(fn, args);
 
 -- The odd values: one typed column per argument; "model" pairs a value
 -- with the model it was made for (NULL: any).
@@ -429,6 +456,15 @@ BEGIN
 	WHEN 'import' THEN r := nn_import(name, blob, version);
 	WHEN 'create' THEN r := nn_create(name, spec, shape, 1, true);
 	WHEN 'drop' THEN r := nn_drop(name, version);
+	WHEN 'explain' THEN
+		SELECT sum(e.attribution) INTO r FROM nn_explain(name, features, NULL, NULL, 8, version) e;
+	WHEN 'explain_bytea' THEN
+		SELECT sum(e.attribution) INTO r FROM nn_explain(name, img, NULL, NULL, 8, version) e;
+	WHEN 'feature_importance' THEN
+		SELECT max(f.importance) INTO r
+		FROM nn_feature_importance(name, query, 1, 1, version) f;
+	WHEN 'plot' THEN r := md5(nn_plot(name, version));
+	WHEN 'prune' THEN r := nn_prune(name, 0.5, version);
 	END CASE;
 	RAISE EXCEPTION USING ERRCODE = 'FZ000', MESSAGE = 'ok ' || coalesce(left(r, 40), 'null');
 EXCEPTION WHEN OTHERS THEN
@@ -462,6 +498,12 @@ SELECT i.id, i.fn, i.replaced, i.name, i.version, i.spec, i.shape,
 	         i.spec, i.shape, i.opts) AS outcome
 FROM fuzz_inputs i
 WHERE i.fn IN ('summary', 'history', 'export', 'import', 'create', 'drop');
+CREATE VIEW fuzz_attempts_explain AS
+SELECT i.id, i.fn, i.replaced, i.name, i.version, i.query,
+	fuzz_try(i.fn, i.name, i.version, i.features, i.img, i.query, i.blob,
+	         i.spec, i.shape, i.opts) AS outcome
+FROM fuzz_inputs i
+WHERE i.fn IN ('explain', 'explain_bytea', 'feature_importance', 'plot', 'prune');
 EOF
 
 models_sql="SELECT name || ' ' || version || ' ' || coalesce(md5(weights), '-')
@@ -494,8 +536,9 @@ attempts=$(it_psql -F ' ' -c "BEGIN" -c "SET LOCAL track_functions = 'none'" -c 
 	GROUP BY fn ORDER BY fn" -c "ROLLBACK")
 printf '%s\n' "$attempts" | sed '/^$/d; s/^/# fuzz_inputs: function, ok, errors, internal errors: /'
 bad=$(printf '%s\n' "$attempts" | awk 'NF == 4 && ($2 == 0 || $3 == 0) { print $1 }' | paste -sd ' ')
-if [ "$(printf '%s\n' "$attempts" | awk 'NF == 4' | wc -l)" = 16 ] && [ -z "$bad" ]; then
-	it_pass "fuzz_inputs: each of 16 calls succeeds on some inputs and fails on others"
+n_calls=$(it_psql -c "SELECT count(DISTINCT fn) FROM fuzz_inputs")
+if [ "$(printf '%s\n' "$attempts" | awk 'NF == 4' | wc -l)" = "$n_calls" ] && [ -z "$bad" ]; then
+	it_pass "fuzz_inputs: each of $n_calls calls succeeds on some inputs and fails on others"
 else
 	it_fail "fuzz_inputs: calls that never succeed or never fail: ${bad:-(missing)}"
 fi
@@ -560,8 +603,12 @@ it_psql -d "$LOG_DB" -c "
 calls=$(it_psql -F ' ' -c "SELECT funcname, sum(calls) FROM pg_stat_user_functions
 	WHERE funcname LIKE 'nn\_%' GROUP BY funcname ORDER BY funcname")
 printf '%s\n' "$calls" | sed '/^$/d; s/^/# calls during the run: /'
-it_check_eq "sqlsmith's queries called each of the 12 nnpg functions" \
-	"$(printf '%s\n' "$calls" | awk '$2 > 0' | wc -l)" 12
+n_fn=$(it_psql -c "SELECT count(DISTINCT p.proname) FROM pg_catalog.pg_proc p
+	JOIN pg_catalog.pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+	JOIN pg_catalog.pg_extension e ON d.refobjid = e.oid AND e.extname = 'nnpg'
+	WHERE p.proname LIKE 'nn\_%'")
+it_check_eq "sqlsmith's queries called each of the $n_fn nnpg functions" \
+	"$(printf '%s\n' "$calls" | awk '$2 > 0' | wc -l)" "$n_fn"
 
 # ---- the server log written during the run
 tail -c +$((log_from + 1)) "$SERVER_LOG" >"$IT_TMP/server.log"

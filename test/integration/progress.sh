@@ -85,6 +85,19 @@ it_expect_value 1 "a fit that ends normally" -- \
 	                             verbose => false)"
 it_check_eq "leaves nothing either" "$(rows_as "$PGUSER")" 0
 
+# A verbose fit's epoch NOTICE has the validation figures and an ETA (not
+# after the last epoch).
+out=$(it_psql -c "SET client_min_messages = notice" \
+	-c "SELECT count(*) FROM nn_fit('pr_m', 'SELECT x, label FROM it_data LIMIT 400',
+	epochs => 2, validation_split => 0.25, verbose => true)" 2>&1)
+if grep -Eq '^NOTICE:  epoch 1/2: loss=[0-9.]+ accuracy=[0-9.]+ val_loss=[0-9.]+ val_accuracy=[0-9.]+ \([0-9.]+ s, eta [0-9]+ s\)$' <<<"$out" &&
+	grep -Eq '^NOTICE:  epoch 2/2: .* \([0-9.]+ s\)$' <<<"$out"; then
+	it_pass "verbose NOTICEs give the validation figures and an ETA"
+else
+	it_fail "verbose NOTICEs"
+	printf '%s\n' "$out" | sed 's/^/    | /'
+fi
+
 # ---------- without shared_preload_libraries ----------
 np_port=$((${PGPORT:-5432} + 3))
 np=(bash "$(dirname "$0")/../../scripts/cluster.sh" -p "$np_port")
