@@ -760,18 +760,6 @@ importance_cmp(const void *a, const void *b)
 	return x->col - y->col;
 }
 
-/* The feature column with the most values. */
-static int
-max_width_col(const nnpg_reader *r)
-{
-	int			best = 0;
-
-	for (int c = 1; c < r->n_feature_cols; c++)
-		if (r->first_len[c] > r->first_len[best])
-			best = c;
-	return best;
-}
-
 /* Read the query into a table within nnpg.data_cache_mb. */
 static void
 table_read(query_run *qr, row_table *t)
@@ -789,6 +777,31 @@ table_read(query_run *qr, row_table *t)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("query returned no rows to evaluate")));
+}
+
+/* Column c's importance: repeats shuffles of its w values at off. */
+static void
+column_importance(row_table *t, nn_loss_kind loss, double base, int32 off,
+				  int32 w, int32 repeats, nn_rng *rng, importance *imp)
+{
+	query_run  *qr = t->qr;
+	float	   *saved = MemoryContextAllocHuge(qr->cxt, sizeof(float) * (size_t) t->n * w);
+	uint32	   *perm = MemoryContextAllocHuge(qr->cxt, sizeof(uint32) * (size_t) t->n);
+	double		sum = 0,
+				sq = 0;
+
+	for (int32 k = 0; k < repeats; k++)
+	{
+		double		d = permuted_loss(t, loss, off, w, rng, saved, perm) - base;
+
+		sum += d;
+		sq += d * d;
+	}
+	imp->mean = sum / repeats;
+	imp->sd = repeats > 1 ?
+		sqrt(Max(sq - sum * sum / repeats, 0) / (repeats - 1)) : 0;
+	pfree(saved);
+	pfree(perm);
 }
 
 /*
@@ -809,9 +822,6 @@ nnpg_feature_importance(PG_FUNCTION_ARGS)
 	double		base;
 	importance *imp;
 	int32		off = 0;
-	int			ncol;
-	float	   *saved;
-	uint32	   *perm;
 
 	if (PG_ARGISNULL(2))
 		nnpg_null_argument("repeats");
@@ -825,36 +835,20 @@ nnpg_feature_importance(PG_FUNCTION_ARGS)
 	loss = evaluation_loss(&qr);
 	table_read(&qr, &t);
 	base = table_loss(&t, loss);
-
-	ncol = qr.r.n_feature_cols;
-	imp = palloc0(sizeof(importance) * ncol);
-	saved = MemoryContextAllocHuge(qr.cxt, sizeof(float) * (size_t) t.n *
-								   qr.r.first_len[max_width_col(&qr.r)]);
-	perm = MemoryContextAllocHuge(qr.cxt, sizeof(uint32) * (size_t) t.n);
-	for (int c = 0; c < ncol; c++)
+	imp = palloc0(sizeof(importance) * qr.r.n_feature_cols);
+	for (int c = 0; c < qr.r.n_feature_cols; c++)
 	{
-		int32		w = qr.r.first_len[c];
-		double		sum = 0,
-					sq = 0;
 		nn_rng		rng;
 
 		nn_rng_seed(&rng, (uint64) seed + (uint64) c * UINT64CONST(0x9E3779B97F4A7C15));
-		for (int32 k = 0; k < repeats; k++)
-		{
-			double		d = permuted_loss(&t, loss, off, w, &rng, saved, perm) - base;
-
-			sum += d;
-			sq += d * d;
-		}
 		imp[c].col = c;
 		imp[c].name = qr.r.colnames[qr.r.first_feature + c];
-		imp[c].mean = sum / repeats;
-		imp[c].sd = repeats > 1 ?
-			sqrt(Max(sq - sum * sum / repeats, 0) / (repeats - 1)) : 0;
-		off += w;
+		column_importance(&t, loss, base, off, qr.r.first_len[c], repeats,
+						  &rng, &imp[c]);
+		off += qr.r.first_len[c];
 	}
-	qsort(imp, ncol, sizeof(importance), importance_cmp);
-	for (int c = 0; c < ncol; c++)
+	qsort(imp, qr.r.n_feature_cols, sizeof(importance), importance_cmp);
+	for (int c = 0; c < qr.r.n_feature_cols; c++)
 	{
 		Datum		v[3] = {CStringGetTextDatum(imp[c].name),
 		Float8GetDatum(imp[c].mean), Float8GetDatum(imp[c].sd)};
