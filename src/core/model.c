@@ -346,10 +346,26 @@ transfer_spec(nn_model_spec *spec, const nn_model *base, int32_t keep,
 	return NN_OK;
 }
 
+/* A pruned base's mask bits of a copied layer's len parameters. */
+static bool
+copy_mask(nn_model *m, const nn_model *base, int64_t dst, int64_t src,
+		  int64_t len, nn_error *err)
+{
+	if (m->mask == NULL && (m->mask = nn_mask_alloc(m)) == NULL)
+	{
+		nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+		return false;
+	}
+	for (int64_t i = 0; i < len; i++)
+		if (!nn_mask_kept(base->mask, src + i))
+			m->mask[(dst + i) >> 3] &= (uint8_t) ~(1u << ((dst + i) & 7));
+	return true;
+}
+
 /*
  * A new model made of the first keep layers of base, with their weights,
- * statistics and adaptation (frozen when freeze), followed by top's layers
- * initialised from seed.  The input shape is base's.
+ * statistics, adaptation and pruning mask (frozen when freeze), followed
+ * by top's layers initialised from seed.  The input shape is base's.
  */
 nn_status
 nn_model_transfer(nn_model **out, const nn_model *base, int32_t keep,
@@ -377,6 +393,11 @@ nn_model_transfer(nn_model **out, const nn_model *base, int32_t keep,
 
 		nn_layer_span(to, &dst);
 		memcpy(m->params + dst, base->params + src, sizeof(float) * len);
+		if (base->mask && !copy_mask(m, base, dst, src, len, err))
+		{
+			nn_model_free(m);
+			return NN_ERR_MEMORY;
+		}
 		if (nn_layer_has_state(from->spec.kind))
 			memcpy(m->state + to->s_off, base->state + from->s_off,
 				   sizeof(float) * 2 * from->channels);

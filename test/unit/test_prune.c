@@ -290,6 +290,46 @@ test_damage(void **state)
 	nn_model_free(m);
 }
 
+/* A model made from a pruned base keeps the copied layers' mask. */
+static void
+test_transfer_keeps_mask(void **state)
+{
+	nn_model   *base = mlp();
+	nn_layer_spec head[1] = {nt_dense(3, NN_ACT_SOFTMAX)};
+	nn_model_spec top = nt_spec(1, 1, 0, 0, head, 1);
+	nn_model   *m;
+	nn_optimizer_spec o;
+	float		x[IN * BATCH],
+				y[BATCH];
+	int64_t		ko, kl, bo, bl, zeros = 0;
+	nn_error	err;
+
+	(void) state;
+	data(x, y, 3);
+	assert_ok(nn_model_prune(base, 0.7, &err), &err);
+	assert_ok(nn_model_transfer(&m, base, 1, &top, false, 2, 0, &nn_malloc_alloc,
+								&err), &err);
+	assert_true(nn_model_is_pruned(m));
+	nn_optimizer_spec_init(&o, NN_OPT_ADAM, 0.05f);
+	assert_ok(nn_model_set_training(m, &o, NN_LOSS_SPARSE_CATEGORICAL_CE, NULL,
+									0, &err), &err);
+	assert_ok(nn_model_prepare(m, BATCH, true, 0, &err), &err);
+	for (int s = 0; s < 3; s++)
+	{
+		double		loss = 0;
+		int64_t		c = 0;
+
+		assert_ok(nn_model_train_batch(m, x, y, BATCH, NULL, &loss, &c, &err),
+				  &err);
+	}
+	nn_model_layer_params(m, 0, &ko, &kl, &bo, &bl);
+	for (int64_t i = ko; i < ko + kl; i++)
+		zeros += nn_model_params(m)[i] == 0.0f;
+	assert_int_equal(zeros, (int64_t) floor(0.7 * 360));
+	nn_model_free(m);
+	nn_model_free(base);
+}
+
 static void
 test_checks(void **state)
 {
@@ -323,6 +363,7 @@ main(void)
 		cmocka_unit_test(test_zeros_stay),
 		cmocka_unit_test(test_bytes),
 		cmocka_unit_test(test_damage),
+		cmocka_unit_test(test_transfer_keeps_mask),
 		cmocka_unit_test(test_checks),
 	};
 
