@@ -569,7 +569,8 @@ const float *nn_model_grads(const nn_model *model);
  * Where layer i's tensors live in the flat vector: offsets and lengths of
  * its kernel (or normalize mean) and bias (or normalize variance); -1/0 when
  * absent.  Dense kernels are (in, units); conv2d kernels (KH, KW, C, F), as
- * Keras.
+ * Keras.  The int8 kernels of a quantized model are not in the vector
+ * (-1/0).
  */
 void		nn_model_layer_params(const nn_model *model, int layer,
 								  int64_t *kernel_off, int64_t *kernel_len,
