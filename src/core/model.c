@@ -588,6 +588,24 @@ alloc_layer(nn_model *m, nn_layer *l, nn_pass pass, int32_t B)
 }
 
 /*
+ * Does each layer's scratch sized once still hold what it wants?  The
+ * weight-only product's grows with the team (nn_set_threads).
+ */
+static bool
+once_buffers_fit(const nn_model *m)
+{
+	for (int i = 0; i < m->n_layers; i++)
+	{
+		nn_layer_buffers b;
+
+		nn_layer_buffers_of(&m->layers[i], m->pass_cap, &b);
+		if (b.qwork > m->layers[i].qwork_len)
+			return false;
+	}
+	return true;
+}
+
+/*
  * Size (and allocate) work buffers for passes of up to max_batch rows: the
  * pass's own and, as they include them, those of the passes before it.
  */
@@ -615,7 +633,8 @@ nn_model_prepare_pass(nn_model *m, int32_t max_batch, nn_pass pass,
 							  "Differentiate the float version of the model.",
 							  err)) != NN_OK)
 		return st;
-	if (m->batch_cap >= max_batch && m->pass_cap >= pass)
+	if (m->batch_cap >= max_batch && m->pass_cap >= pass &&
+		once_buffers_fit(m))
 		return NN_OK;
 
 	/* count first, so nothing is allocated over the budget */

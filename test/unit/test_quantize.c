@@ -269,6 +269,25 @@ test_threads(void **state)
 			free(x);
 			nn_model_free(q);
 		}
+	/* prepared on one thread, then the team grows: the scratch follows */
+	{
+		nn_model   *q = cnn();
+		float	   *x = rows(64, nn_model_input_size(q), 52);
+		float	   *y1,
+				   *y2;
+
+		quantize(q, false);
+		nn_set_threads(1);
+		y1 = predict(q, x, 64);
+		nn_set_threads(2);
+		y2 = predict(q, x, 64);
+		assert_true(nn_quant_threads(&q->layers[0]) == 2);
+		assert_memory_equal(y1, y2, sizeof(float) * 64 * 10);
+		free(y1);
+		free(y2);
+		free(x);
+		nn_model_free(q);
+	}
 	nt_setup_threads();
 }
 
