@@ -14,11 +14,21 @@
  * takes a core the thread still running takes the remaining chunks.
  * https://keras.io/api/layers/convolution_layers/convolution2d/
  *
+ * In an int8 model (quantize.c) the GEMM runs on the int8 kernel, never
+ * by Winograd.  Calibrated, each chunk's samples are quantized first and
+ * expanded as bytes (the padding is the zero point, the byte of 0.0): a
+ * sample's values are quantized once rather than once per kernel cell
+ * (KH KW times) in the im2col rows, and the rows are a quarter of the
+ * bytes.  Weight-only, the float im2col rows meet the dequantized kernel.
+ *
  * Not here: dilation, groups, data_format channels_first.
  */
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "nn_internal.h"
 
@@ -232,6 +242,130 @@ col2im(float *dx, const float *col, const nn_layer *l, int32_t b0, int32_t b1)
 	}
 }
 
+/*
+ * im2col of quantized samples [b0, b1) of xq (B, H, W, C) into col rows
+ * (OH*OW, KH*KW*C) of bytes, padding with pad.
+ */
+static void
+im2col_u8(uint8_t *restrict col, const uint8_t *restrict xq,
+		  const nn_layer *l, int32_t b0, int32_t b1, uint8_t pad)
+{
+	const nn_window g = nn_window_of(l);
+	size_t		rowlen = (size_t) g.KW * g.C;
+
+	for (int32_t b = b0; b < b1; b++)
+	{
+		const uint8_t *xb = xq + (size_t) b * g.H * g.W * g.C;
+
+		for (int32_t oh = 0; oh < g.OH; oh++)
+			for (int32_t ow = 0; ow < g.OW; ow++)
+			{
+				int32_t		iw0 = ow * g.SW - l->pad_left;
+				bool		inside = iw0 >= 0 && iw0 + g.KW <= g.W;
+
+				for (int32_t kh = 0; kh < g.KH; kh++, col += rowlen)
+				{
+					int32_t		ih = oh * g.SH - l->pad_top + kh;
+
+					if (ih < 0 || ih >= g.H)
+						memset(col, pad, rowlen);
+					else if (inside)
+						memcpy(col, xb + ((size_t) ih * g.W + iw0) * g.C, rowlen);
+					else
+						for (int32_t kw = 0; kw < g.KW; kw++)
+						{
+							int32_t		iw = iw0 + kw;
+
+							if (iw < 0 || iw >= g.W)
+								memset(col + (size_t) kw * g.C, pad, g.C);
+							else
+								memcpy(col + (size_t) kw * g.C,
+									   xb + ((size_t) ih * g.W + iw) * g.C, g.C);
+						}
+				}
+			}
+	}
+}
+
+/* One chunk of an int8 layer: samples [b0, b1), work for `threads`. */
+static void
+conv2d_chunk_int8(nn_model *m, nn_layer *l, int32_t b0, int32_t b1,
+				  float *work, int32_t threads)
+{
+	const nn_qlayer *q = l->q;
+	const float *b = l->b_len ? m->params + l->b_off : NULL;
+	int32_t		per = l->out_shape[0] * l->out_shape[1];
+	size_t		K = (size_t) l->spec.kernel[0] * l->spec.kernel[1] *
+		l->in_shape[2];
+	int			F = l->spec.filters;
+	size_t		row0 = (size_t) b0 * per;
+	int32_t		rows = (b1 - b0) * per;
+
+	if (q->acts)
+	{
+		/* (B, in_size) quantized input, then (B*OH*OW, K) byte rows */
+		uint8_t    *xq = l->xq;
+		uint8_t    *col = l->xq + (size_t) m->batch_cap * l->in_size;
+
+		nn_qgemm_quantize_acts(xq + (size_t) b0 * l->in_size,
+							   l->x + (size_t) b0 * l->in_size, q->act,
+							   (size_t) (b1 - b0) * l->in_size);
+		im2col_u8(col + row0 * K, xq, l, b0, b1, (uint8_t) q->act.zero);
+		nn_qgemm(l->ybuf + row0 * F, col + row0 * K, &q->w, b, q->act, rows,
+				 K, F);
+	}
+	else
+	{
+		im2col(l->col + row0 * K, l->x, l, b0, b1);
+		nn_qgemm_weight_only(l->ybuf + row0 * F, l->col + row0 * K, &q->w, b,
+							 work, threads, rows, K, F);
+	}
+	nn_affine_finish(l, l->ybuf + row0 * F,
+					 l->logits ? l->logits + row0 * F : NULL, NULL, rows, F);
+}
+
+/*
+ * Chunks of about CHUNK_ROWS rows over the team, each thread's int8
+ * products on one thread (weight-only: its own slice of the scratch); a
+ * single chunk (one sample) lets the product split its channels instead.
+ * Unlike the float path's, the chunks do not depend on the team: the
+ * weight-only product's float sums depend on the rows of each call.
+ */
+static void
+conv2d_forward_int8(nn_model *m, nn_layer *l, int32_t n)
+{
+	int32_t		per = l->out_shape[0] * l->out_shape[1];
+	int32_t		chunk = per < CHUNK_ROWS ? CHUNK_ROWS / per : 1;
+	int32_t		nchunks;
+	int32_t		threads = l->q->acts ? nn_team_size() : nn_quant_threads(l);
+	size_t		slice = nn_qgemm_weight_only_work(&l->q->w, 1);
+	double		work = (double) n * per * l->w_len;
+
+	chunk = chunk < n ? chunk : n;
+	nchunks = (n + chunk - 1) / chunk;
+	if (nchunks == 1 || !nn_par(work, nchunks))
+	{
+		for (int32_t c = 0; c < nchunks; c++)
+			conv2d_chunk_int8(m, l, c * chunk,
+							  c * chunk + chunk < n ? c * chunk + chunk : n,
+							  l->qwork, threads);
+		return;
+	}
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+	for (int32_t c = 0; c < nchunks; c++)
+	{
+#ifdef _OPENMP
+		size_t		me = (size_t) omp_get_thread_num();
+#else
+		size_t		me = 0;
+#endif
+
+		conv2d_chunk_int8(m, l, c * chunk,
+						  c * chunk + chunk < n ? c * chunk + chunk : n,
+						  l->qwork ? l->qwork + me * slice : NULL, 1);
+	}
+}
+
 /* Y = act(conv(X, W) + b), by Winograd or by chunks of im2col + GEMM. */
 static nn_status
 conv2d_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
@@ -246,6 +380,11 @@ conv2d_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 	int32_t		nchunks = (n + chunk - 1) / chunk;
 
 	(void) pass, (void) rng, (void) err;
+	if (l->q)
+	{
+		conv2d_forward_int8(m, l, n);
+		return NN_OK;
+	}
 	if (l->wino)
 	{
 		nn_wino_forward(m, l, x, n);
@@ -320,6 +459,21 @@ conv2d_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 static void
 conv2d_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 {
+	size_t		rows = (size_t) l->out_shape[0] * l->out_shape[1];
+	size_t		K = (size_t) l->spec.kernel[0] * l->spec.kernel[1] *
+		l->in_shape[2];
+
+	if (l->q && l->q->acts)
+	{
+		b->qbytes = l->in_size + rows * K;
+		return;
+	}
+	if (l->q)
+	{
+		b->col = rows * K;
+		b->qwork = nn_qgemm_weight_only_work(&l->q->w, nn_team_size());
+		return;
+	}
 	if (l->wino)
 	{
 		b->col = nn_wino_col_size(l);
@@ -334,7 +488,7 @@ conv2d_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
 const nn_layer_type nn_conv2d_type = {
 	.name = "conv2d",
 	.since = 1,
-	.flags = NN_KIND_ACTIVATES | NN_KIND_PRUNABLE,
+	.flags = NN_KIND_ACTIVATES | NN_KIND_PRUNABLE | NN_KIND_QUANTIZABLE,
 	.options = conv2d_options,
 	.n_options = NN_LENGTH(conv2d_options),
 	.infer = conv2d_infer,

@@ -7,6 +7,8 @@
  * with dZ the gradient w.r.t. the pre-activation.  The kernel is (in, U),
  * as Keras, so the batch is one row-major GEMM; each thread takes a slice
  * of the rows.  The input must be flat: a flatten goes after convolutions.
+ * In an int8 model (quantize.c) the product runs on the int8 kernel:
+ * Y = act(dequant(Xq) dequant(Wq) + b), or X dequant(Wq) + b weight-only.
  * https://keras.io/api/layers/core_layers/dense/
  */
 #include <cblas.h>
@@ -46,6 +48,39 @@ dense_init(nn_model *m, nn_layer *l, nn_rng *rng)
 	return true;
 }
 
+/*
+ * The int8 product (qgemm.c splits it over the team), then the activation
+ * by slices of the rows.  A calibrated layer quantizes its input first.
+ */
+static void
+dense_forward_int8(nn_model *m, nn_layer *l, int32_t n)
+{
+	const nn_qlayer *q = l->q;
+	const float *b = l->b_len ? m->params + l->b_off : NULL;
+	size_t		K = l->in_size;
+	int			U = l->spec.units;
+
+	if (q->acts)
+	{
+		nn_qgemm_quantize_acts(l->xq, l->x, q->act, K * n);
+		nn_qgemm(l->ybuf, l->xq, &q->w, b, q->act, n, K, U);
+	}
+	else
+		nn_qgemm_weight_only(l->ybuf, l->x, &q->w, b, l->qwork,
+							 nn_quant_threads(l), n, K, U);
+#pragma omp parallel if (nn_par((double) n * U * 8, n))
+	{
+		int32_t		r0,
+					r1;
+
+		nn_thread_rows(n, &r0, &r1);
+		if (r1 > r0)
+			nn_affine_finish(l, l->ybuf + (size_t) r0 * U,
+							 l->logits ? l->logits + (size_t) r0 * U : NULL,
+							 NULL, r1 - r0, U);
+	}
+}
+
 /* Y = act(X W + b), a slice of the rows per thread. */
 static nn_status
 dense_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
@@ -57,6 +92,11 @@ dense_forward(nn_model *m, nn_layer *l, int32_t n, nn_pass pass,
 				U = l->spec.units;
 
 	(void) pass, (void) rng, (void) err;
+	if (l->q)
+	{
+		dense_forward_int8(m, l, n);
+		return NN_OK;
+	}
 #pragma omp parallel if (nn_par((double) n * K * U, n))
 	{
 		int32_t		r0,
@@ -112,14 +152,26 @@ dense_backward(nn_model *m, nn_layer *l, float *dx, float *dy, int32_t n)
 	}
 }
 
+/* An int8 layer's quantized input or weight-only scratch. */
+static void
+dense_buffers(const nn_layer *l, nn_pass pass, nn_layer_buffers *b)
+{
+	(void) pass;
+	if (l->q && l->q->acts)
+		b->qbytes = l->in_size;
+	else if (l->q)
+		b->qwork = nn_qgemm_weight_only_work(&l->q->w, nn_team_size());
+}
+
 const nn_layer_type nn_dense_type = {
 	.name = "dense",
 	.since = 1,
-	.flags = NN_KIND_ACTIVATES | NN_KIND_PRUNABLE,
+	.flags = NN_KIND_ACTIVATES | NN_KIND_PRUNABLE | NN_KIND_QUANTIZABLE,
 	.options = dense_options,
 	.n_options = NN_LENGTH(dense_options),
 	.infer = dense_infer,
 	.init = dense_init,
 	.forward = dense_forward,
 	.backward = dense_backward,
+	.buffers = dense_buffers,
 };

@@ -354,7 +354,10 @@ nn_model_explain(nn_model *m, float *attributions, float *f_x,
 	nn_pass		pass = m->pass_cap;
 	nn_status	st;
 
-	if ((st = check_args(m, x, baseline, steps, target, err)) != NN_OK)
+	if ((st = nn_quant_refuse(m, "explained",
+							  "Explain the float version of the model.",
+							  err)) != NN_OK ||
+		(st = check_args(m, x, baseline, steps, target, err)) != NN_OK)
 		return st;
 	path_shape(m, &p, steps);
 	if ((st = path_alloc(m, &p, max_bytes, &left, err)) != NN_OK)

@@ -120,12 +120,14 @@ nn_spec_check(const nn_model_spec *spec, nn_error *err)
 int64_t
 nn_layer_span(const nn_layer *l, int64_t *off)
 {
-	*off = l->w_len > 0 ? l->w_off : l->r_len > 0 ? l->r_off : l->b_off;
-	return l->w_len + l->r_len + l->b_len;
+	int64_t		w = l->q ? 0 : l->w_len;	/* an int8 kernel is not there */
+
+	*off = w > 0 ? l->w_off : l->r_len > 0 ? l->r_off : l->b_off;
+	return w + l->r_len + l->b_len;
 }
 
-static void
-free_buffers(nn_model *m)
+void
+nn_model_free_buffers(nn_model *m)
 {
 	const nn_alloc *a = &m->alloc;
 
@@ -140,9 +142,14 @@ free_buffers(nn_model *m)
 		nn_free_bytes(a, l->mask);
 		nn_free_bytes(a, l->work);
 		nn_free_bytes(a, l->wt);
+		nn_free_bytes(a, l->xq);
+		nn_free_bytes(a, l->qwork);
 		l->ybuf = l->logits = l->col = l->mask = l->work = l->wt = NULL;
 		l->wt_ready = false;
 		l->argmax = NULL;
+		l->xq = NULL;
+		l->qwork = NULL;
+		l->qwork_len = 0;
 	}
 	nn_free_bytes(a, m->dbuf[0]);
 	nn_free_bytes(a, m->dbuf[1]);
@@ -161,7 +168,8 @@ nn_model_free(nn_model *m)
 	if (m == NULL)
 		return;
 	a = m->alloc;
-	free_buffers(m);
+	nn_model_free_buffers(m);
+	nn_quant_free(m);
 	for (int i = 0; i < m->n_layers; i++)
 		nn_free_bytes(&a, m->layers[i].acc);
 	nn_free_bytes(&a, m->layers);
@@ -377,6 +385,10 @@ nn_model_transfer(nn_model **out, const nn_model *base, int32_t keep,
 	nn_status	st;
 
 	*out = NULL;
+	if ((st = nn_quant_refuse(base, "a transfer base",
+							  "Transfer from the float version of the model.",
+							  err)) != NN_OK)
+		return st;
 	if ((st = transfer_spec(&spec, base, keep, top, freeze, alloc, err)) != NN_OK)
 		return st;
 	st = nn_model_create(&m, &spec, seed, max_bytes, alloc, err);
@@ -495,7 +507,7 @@ nn_model_layer_params(const nn_model *m, int i, int64_t *kernel_off,
 	const nn_layer *l = &m->layers[i];
 
 	*kernel_off = l->w_off;
-	*kernel_len = l->w_len;
+	*kernel_len = l->q ? 0 : l->w_len;	/* an int8 kernel is not there */
 	*bias_off = l->b_off;
 	*bias_len = l->b_len;
 }
@@ -534,7 +546,7 @@ add_buffer(size_t *total, size_t count, size_t elem, int32_t batch)
 		nn_size_add(total, *total, b);
 }
 
-#define LAYER_BUFFERS 6
+#define LAYER_BUFFERS 8
 
 /* One buffer of a layer: its pointer, elements per batch row (or in all
  * when once) and their size. */
@@ -560,6 +572,8 @@ layer_plan(nn_layer *l, nn_pass pass, buffer_plan p[LAYER_BUFFERS])
 	p[3] = (buffer_plan) {(void **) &l->argmax, b.argmax, sizeof(int32_t), false};
 	p[4] = (buffer_plan) {(void **) &l->work, b.work, sizeof(float), false};
 	p[5] = (buffer_plan) {(void **) &l->mask, b.mask, sizeof(float), false};
+	p[6] = (buffer_plan) {(void **) &l->xq, b.qbytes, sizeof(uint8_t), false};
+	p[7] = (buffer_plan) {(void **) &l->qwork, b.qwork, sizeof(float), true};
 }
 
 /* Count one layer's buffers for batches of B rows into *total. */
@@ -590,6 +604,25 @@ alloc_layer(nn_model *m, nn_layer *l, nn_pass pass, int32_t B)
 		if (n > 0 && *p[i].ptr == NULL)
 			return false;
 	}
+	l->qwork_len = p[7].count;
+	return true;
+}
+
+/*
+ * Does each layer's scratch sized once still hold what it wants?  The
+ * weight-only product's grows with the team (nn_set_threads).
+ */
+static bool
+once_buffers_fit(const nn_model *m)
+{
+	for (int i = 0; i < m->n_layers; i++)
+	{
+		nn_layer_buffers b;
+
+		nn_layer_buffers_of(&m->layers[i], m->pass_cap, &b);
+		if (b.qwork > m->layers[i].qwork_len)
+			return false;
+	}
 	return true;
 }
 
@@ -609,11 +642,20 @@ nn_model_prepare_pass(nn_model *m, int32_t max_batch, nn_pass pass,
 	nn_layer   *last = output_layer(m);
 	nn_activation oact = nn_model_output_activation(m);
 	bool		want_logits = oact == NN_ACT_SOFTMAX || oact == NN_ACT_SIGMOID;
+	nn_status	st;
 
 	if (max_batch < 1)
 		return nn_fail(err, NN_ERR_SPEC, -1,
 					   "batch size must be positive, not %d", max_batch);
-	if (m->batch_cap >= max_batch && m->pass_cap >= pass)
+	if (pass != NN_PASS_PREDICT &&
+		(st = nn_quant_refuse(m, pass == NN_PASS_TRAIN ? "trained" : "differentiated",
+							  pass == NN_PASS_TRAIN ?
+							  "Train the float version of the model, then quantize it again." :
+							  "Differentiate the float version of the model.",
+							  err)) != NN_OK)
+		return st;
+	if (m->batch_cap >= max_batch && m->pass_cap >= pass &&
+		once_buffers_fit(m))
 		return NN_OK;
 
 	/* count first, so nothing is allocated over the budget */
@@ -639,7 +681,7 @@ nn_model_prepare_pass(nn_model *m, int32_t max_batch, nn_pass pass,
 		return NN_ERR_LIMIT;
 	}
 
-	free_buffers(m);
+	nn_model_free_buffers(m);
 	for (int i = 0; i < m->n_layers && ok; i++)
 		ok = alloc_layer(m, &m->layers[i], pass, B);
 	if (ok && want_logits)
@@ -650,7 +692,7 @@ nn_model_prepare_pass(nn_model *m, int32_t max_batch, nn_pass pass,
 			(m->dloss = nn_alloc_bytes(a, sizeof(float) * last->out_size * B)) != NULL;
 	if (!ok)
 	{
-		free_buffers(m);
+		nn_model_free_buffers(m);
 		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
 	}
 	m->batch_cap = max_batch;
@@ -766,6 +808,10 @@ nn_model_set_training(nn_model *m, const nn_optimizer_spec *opt,
 	int32_t		ns;
 	const nn_alloc *a = &m->alloc;
 
+	if ((st = nn_quant_refuse(m, "trained",
+							  "Train the float version of the model, then quantize it again.",
+							  err)) != NN_OK)
+		return st;
 	if ((st = nn_optimizer_spec_check(opt, err)) != NN_OK)
 		return st;
 	if (loss < 1 || loss > NN_LOSS_MAX)
@@ -991,6 +1037,10 @@ nn_model_input_gradient(nn_model *m, float *dx, float *out, const float *x,
 	const float *y;
 	nn_status	st;
 
+	if ((st = nn_quant_refuse(m, "differentiated",
+							  "Differentiate the float version of the model.",
+							  err)) != NN_OK)
+		return st;
 	st = nn_model_forward_layers(m, &y, x, n, 0, m->n_layers, NN_PASS_DIFF,
 								 err);
 	if (st != NN_OK)

@@ -38,7 +38,9 @@ typedef enum nn_status
 	NN_ERR_LIMIT,				/* over the byte budget or size overflow: 54000 */
 	NN_ERR_MEMORY,				/* allocator returned NULL: 53200 */
 	NN_ERR_CORRUPT,				/* bad model bytes: XX001 */
-	NN_ERR_INTERNAL				/* cannot happen */
+	NN_ERR_INTERNAL,			/* cannot happen */
+	NN_ERR_UNSUPPORTED			/* not possible for this model (training an
+								 * int8 model): 0A000 */
 } nn_status;
 
 typedef struct nn_error
@@ -478,6 +480,32 @@ bool		nn_model_is_pruned(const nn_model *model);
 double		nn_model_sparsity(const nn_model *model);
 
 /*
+ * int8 quantization (quantize.c): the kernels of the dense and conv2d
+ * layers become symmetric int8 with one scale per output channel (biases
+ * and every other layer stay float), and their products run on the int8
+ * kernels of qgemm.h.  With calibration rows calib_x (n_calib, in_size),
+ * run through the float model in prediction mode, the input of each of
+ * those layers is quantized too (uint8, one scale and zero point per
+ * layer from the rows' min and max) and the products are int8 x int8;
+ * with calib_x NULL and n_calib 0 they are weight-only (float inputs,
+ * weights dequantized in blocks).  The float kernels are freed, and so
+ * are the training state and a pruning mask (pruned weights stay zero).
+ * A quantized model predicts, evaluates and serializes (format version
+ * 4); training, differentiation (nn_model_explain), pruning and transfer
+ * refuse it with NN_ERR_UNSUPPORTED.  NN_ERR_SPEC when the model is
+ * already int8, has no dense or conv2d layer, or n_calib < 1 with rows;
+ * NN_ERR_DATA naming the row for a calibration value that is not finite;
+ * NN_ERR_LIMIT for a layer of more than 65536 inputs.  On error the model
+ * is unchanged.
+ */
+nn_status	nn_model_quantize(nn_model *model, const float *calib_x,
+							  int64_t n_calib, nn_error *err);
+/* Are the model's kernels int8? */
+bool		nn_model_is_quantized(const nn_model *model);
+/* Are its dense and conv2d inputs quantized too (it was calibrated)? */
+bool		nn_model_quantized_activations(const nn_model *model);
+
+/*
  * Knowledge distillation: from now on each training batch also runs
  * teacher (forward only, not owned, outliving its use) and the loss
  * becomes alpha (the loss) + (1 - alpha) T^2 KL(softmax(teacher logits /
@@ -541,7 +569,8 @@ const float *nn_model_grads(const nn_model *model);
  * Where layer i's tensors live in the flat vector: offsets and lengths of
  * its kernel (or normalize mean) and bias (or normalize variance); -1/0 when
  * absent.  Dense kernels are (in, units); conv2d kernels (KH, KW, C, F), as
- * Keras.
+ * Keras.  The int8 kernels of a quantized model are not in the vector
+ * (-1/0).
  */
 void		nn_model_layer_params(const nn_model *model, int layer,
 								  int64_t *kernel_off, int64_t *kernel_len,

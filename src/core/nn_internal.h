@@ -11,6 +11,7 @@
 #include <stdarg.h>
 
 #include "nn.h"
+#include "qgemm.h"
 
 /*
  * NN_SIMD on a function with hot loops: on x86-64 it is also compiled for
@@ -27,6 +28,19 @@
 #endif
 
 typedef struct nn_layer_type nn_layer_type;
+
+/*
+ * The int8 state of a dense or conv2d layer of a quantized model
+ * (quantize.c): its kernel as packed int8 with per output channel scales
+ * (the float kernel is gone), and, when the model was calibrated, how its
+ * input is quantized.  Owned by the model (nn_model.qlayers).
+ */
+typedef struct nn_qlayer
+{
+	nn_qweights w;				/* (F, K) int8 and F scales, packed */
+	bool		acts;			/* input quantized with act: int8 x int8 */
+	nn_qparams	act;			/* the input's scale and zero point */
+} nn_qlayer;
 
 /*
  * What a forward pass is for.  The layers that behave differently in
@@ -99,6 +113,11 @@ typedef struct nn_layer
 	int32_t    *argmax;			/* max pools: (B, out_size) input offsets */
 	float	   *mask;			/* dropout: (B, in_size) scaled keep mask */
 	float	   *work;			/* (B, buffers.work) floats, see the kind */
+	/* int8 layers of a quantized model (quantize.c) */
+	nn_qlayer  *q;				/* NULL: float */
+	uint8_t    *xq;				/* (B, buffers.qbytes): quantized input */
+	float	   *qwork;			/* weight-only product's scratch, once */
+	size_t		qwork_len;		/* its floats */
 } nn_layer;
 
 /* What a layer needs besides its output buffer, per sample unless noted. */
@@ -109,6 +128,8 @@ typedef struct nn_layer_buffers
 	size_t		mask;			/* floats: dropout mask (training) */
 	size_t		work;			/* floats: the kind's scratch */
 	size_t		kernel;			/* floats, once: Winograd's kernel */
+	size_t		qbytes;			/* uint8_t: an int8 layer's quantized input */
+	size_t		qwork;			/* floats, once: weight-only scratch */
 } nn_layer_buffers;
 
 /* Kind flags (nn_layer_type.flags). */
@@ -124,6 +145,9 @@ typedef struct nn_layer_buffers
 									 * data before the first fit */
 #define NN_KIND_PRUNABLE	0x40	/* nn_model_prune prunes its kernel and
 									 * recurrent kernel */
+#define NN_KIND_QUANTIZABLE	0x80	/* nn_model_quantize makes its kernel
+									 * int8 (it has one, and no recurrent
+									 * kernel); the forward reads l->q */
 
 /*
  * A row of the layer table (layer.c): everything about one layer kind.
@@ -258,6 +282,9 @@ struct nn_model
 	float		temperature;
 	float		distill_alpha;
 	double	   *distill_buf;
+	/* int8 quantization (quantize.c): one entry per layer, used by the
+	 * NN_KIND_QUANTIZABLE ones; NULL: a float model */
+	nn_qlayer  *qlayers;
 };
 
 /* spec validation with parameter and statistics counts (model.c) */
@@ -300,6 +327,40 @@ nn_mask_kept(const uint8_t *mask, int64_t i)
 void		nn_mask_gradients(nn_model *m);
 /* A mask of every parameter kept, or NULL when out of memory. */
 uint8_t    *nn_mask_alloc(const nn_model *m);
+
+/* Free work buffers; the next nn_model_prepare_pass allocates them. */
+void		nn_model_free_buffers(nn_model *m);
+
+/* int8 models (quantize.c) */
+/* NN_ERR_UNSUPPORTED when the model is int8: "model is int8 and cannot be
+ * <done>", with detail as the error's detail; else NN_OK. */
+nn_status	nn_quant_refuse(const nn_model *m, const char *done,
+							const char *detail, nn_error *err);
+/* Install layer i's int8 kernel q (F, K) and scales (F), and its input's
+ * quantization when acts; allocates m->qlayers at the first. */
+nn_status	nn_quant_set_layer(nn_model *m, int i, const int8_t *q,
+							   const float *scale, bool acts, nn_qparams act,
+							   nn_error *err);
+/* After every quantizable layer is set: drop the float kernels from the
+ * parameter vector, and the training state, mask and work buffers. */
+nn_status	nn_quant_finish(nn_model *m, nn_error *err);
+/* Free the int8 state. */
+void		nn_quant_free(nn_model *m);
+/* Value (o, k) of a packed int8 kernel. */
+static inline int8_t
+nn_quant_weight(const nn_qweights *w, int32_t o, int32_t k)
+{
+	return w->panel[((size_t) (o / NN_QGEMM_PANEL) * w->groups + k / NN_QGEMM_GROUP) *
+					NN_QGEMM_PANEL * NN_QGEMM_GROUP +
+					(o % NN_QGEMM_PANEL) * NN_QGEMM_GROUP + k % NN_QGEMM_GROUP];
+}
+/* Zero weights of an int8 kernel. */
+int64_t		nn_quant_zeros(const nn_qweights *w);
+/* Threads a weight-only product of l may use with its scratch. */
+int32_t		nn_quant_threads(const nn_layer *l);
+/* Run every int8 product on a kernel path (tests: every path gives the
+ * same results); NN_ERR_INTERNAL when the processor lacks it. */
+nn_status	nn_model_set_qpath(nn_model *m, nn_qpath path, nn_error *err);
 
 /* The teacher's part of a training batch (distill.c). */
 nn_status	nn_distill_batch(nn_model *m, const float *x, int32_t n,

@@ -9,6 +9,8 @@
  * in it.  Training keeps pruned weights at zero by zeroing their gradients
  * before each step: with their optimizer state zero too (pruning drops
  * the training state), no update rule, penalty or clipping moves them.
+ * An int8 model (quantize.c) is not pruned further; its sparsity counts
+ * the zeros of its int8 kernels.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -109,7 +111,12 @@ nn_model_prune(nn_model *m, double sparsity, nn_error *err)
 {
 	int64_t		largest = 0;
 	float	   *scratch;
+	nn_status	st;
 
+	if ((st = nn_quant_refuse(m, "pruned",
+							  "Prune the float version of the model, then quantize it again.",
+							  err)) != NN_OK)
+		return st;
 	if (!(sparsity >= 0.0 && sparsity < 1.0))
 		return nn_fail(err, NN_ERR_SPEC, -1,
 					   "sparsity must be at least 0 and less than 1, not %g",
@@ -156,10 +163,17 @@ nn_model_sparsity(const nn_model *m)
 
 	for (int i = 0; i < m->n_layers; i++)
 	{
+		const nn_layer *l = &m->layers[i];
 		int64_t		off[2],
 					len[2];
 
-		for (int t = prunable_tensors(&m->layers[i], off, len); t-- > 0;)
+		if (l->q)
+		{
+			zeros += nn_quant_zeros(&l->q->w);
+			total += l->w_len;
+			continue;
+		}
+		for (int t = prunable_tensors(l, off, len); t-- > 0;)
 		{
 			for (int64_t j = 0; j < len[t]; j++)
 				zeros += m->params[off[t] + j] == 0.0f;

@@ -9,6 +9,8 @@
  *            (88 bytes, 108 in version 2, 164 in version 3)
  *   tensors  u32 count; per tensor u32 layer, u32 role, u32 rank,
  *            4 x u32 dims, then its float32 values
+ *            (version 4, int8 models: an int8 kernel is its bytes, then
+ *            its per-channel scales and its input's scale and zero point)
  *   optimizer (flag bit 0) settings, loss, step, lr scale, class weights,
  *            then the slot vectors as tensors
  *   trailer  u32 CRC-32C of every byte before it
@@ -35,8 +37,11 @@
  * options carry the version that added them; a model is written in the
  * lowest version that holds it (so version 1 and 2 models keep their
  * bytes), and the loader insists on that version (canonical form).
+ * Version 4 is that of int8 models (quantize.c): their dense and conv2d
+ * kernels are int8 bytes with per-channel scales (roles 8 and 9), and a
+ * calibrated model's layers have their input's quantization (role 10).
  */
-#define NN_FORMAT_VERSION 3
+#define NN_FORMAT_VERSION 4
 /* The one NaN bit pattern of an absent range. */
 #define CANONICAL_NAN	0x7FC00000u
 #define FLAG_OPTIMIZER	1u
@@ -52,8 +57,14 @@ enum tensor_role
 	ROLE_SLOT,
 	ROLE_RECURRENT,				/* version 2 */
 	ROLE_SPARSE_KERNEL,			/* version 3: a pruned model's kernel, */
-	ROLE_SPARSE_RECURRENT		/* and recurrent kernel */
+	ROLE_SPARSE_RECURRENT,		/* and recurrent kernel */
+	ROLE_INT8_KERNEL,			/* version 4: (F, K) int8, padded to 4 */
+	ROLE_INT8_SCALE,			/* (F) per-channel scales */
+	ROLE_INT8_INPUT				/* the input's f32 scale, u32 zero point */
 };
+
+/* Bytes of an int8 kernel of n values: padded to a whole u32. */
+#define INT8_BYTES(n) (((size_t) (n) + 3) / 4 * 4)
 
 /* A pruned tensor's bitmap: u32 words, bit j of word i for value 32 i + j. */
 #define BITMAP_WORDS(n) (((size_t) (n) + 31) / 32)
@@ -82,7 +93,7 @@ layer_record(uint32_t version)
 static uint32_t
 model_version(const nn_model *m)
 {
-	uint32_t	v = m->mask ? 3 : 1;	/* sparse tensors */
+	uint32_t	v = m->qlayers ? 4 : m->mask ? 3 : 1;	/* int8, sparse */
 
 	for (int i = 0; i < m->n_layers; i++)
 	{
@@ -256,6 +267,8 @@ tensor_count(const nn_model *m)
 
 		n += (l->w_len > 0) + (l->r_len > 0) + (l->b_len > 0) +
 			(nn_layer_has_state(l->spec.kind) ? 2 : 0);
+		if (l->q)
+			n += 1 + l->q->acts;	/* scales, the input's parameters */
 	}
 	return n;
 }
@@ -283,6 +296,15 @@ nn_model_serialized_size(const nn_model *m, bool with_optimizer)
 			n = n - ((size_t) l->w_len + l->r_len) * 4 +
 				sparse_body(m, l->w_off, l->w_len) +
 				sparse_body(m, l->r_off, l->r_len);
+	}
+	for (int i = 0; m->qlayers && i < m->n_layers; i++)
+	{
+		const nn_layer *l = &m->layers[i];
+
+		/* the float kernel is not among the parameters */
+		if (l->q)
+			n += INT8_BYTES(l->w_len) + 4 * (size_t) l->q->w.out +
+				(l->q->acts ? 8 : 0);
 	}
 	if (with_optimizer && m->training_set)
 	{
@@ -381,6 +403,34 @@ check_finite(const nn_model *m, bool opt, nn_error *err)
 	return NN_OK;
 }
 
+/* An int8 layer's kernel (F, K), scales and input quantization. */
+static void
+put_int8(writer *w, uint32_t layer, const nn_qlayer *q)
+{
+	const nn_qweights *qw = &q->w;
+	uint32_t	head[7] = {layer, ROLE_INT8_KERNEL, 2, (uint32_t) qw->out,
+	(uint32_t) qw->in, 0, 0};
+	size_t		n = (size_t) qw->out * qw->in;
+
+	for (int i = 0; i < 7; i++)
+		put_u32(w, head[i]);
+	for (int32_t o = 0; o < qw->out; o++)
+		for (int32_t k = 0; k < qw->in; k++)
+			*w->p++ = (uint8_t) nn_quant_weight(qw, o, k);
+	for (size_t i = n; i < INT8_BYTES(n); i++)
+		*w->p++ = 0;
+	put_tensor(w, layer, ROLE_INT8_SCALE, qw->scale, qw->out);
+	if (q->acts)
+	{
+		uint32_t	ahead[7] = {layer, ROLE_INT8_INPUT, 1, 2, 0, 0, 0};
+
+		for (int i = 0; i < 7; i++)
+			put_u32(w, ahead[i]);
+		put_f32(w, q->act.scale);
+		put_u32(w, (uint32_t) q->act.zero);
+	}
+}
+
 /* Every layer's kernels, biases and statistics, in order. */
 static void
 put_tensors(writer *w, const nn_model *m)
@@ -392,7 +442,9 @@ put_tensors(writer *w, const nn_model *m)
 
 		bool		sparse = m->mask && (l->type->flags & NN_KIND_PRUNABLE);
 
-		if (l->w_len > 0 && sparse)
+		if (l->q)
+			put_int8(w, i, l->q);
+		else if (l->w_len > 0 && sparse)
 			put_sparse(w, i, ROLE_SPARSE_KERNEL, m, l->w_off, l->w_len);
 		else if (l->w_len > 0)
 			put_tensor(w, i, ROLE_KERNEL, m->params + l->w_off, l->w_len);
@@ -560,6 +612,112 @@ peek_role(const reader *r)
 		(uint32_t) p[3] << 24;
 }
 
+/* A tensor head: layer, role, rank, then four dimensions. */
+static bool
+get_head(reader *r, const uint32_t want[7])
+{
+	bool		same = true;
+
+	for (int i = 0; i < 7; i++)
+		same &= get_u32(r) == want[i];
+	return r->ok && same;
+}
+
+/*
+ * An int8 kernel q (F, K) and its scales: no -128 (the range is
+ * symmetric), zero padding, and scale[f] finite, >= 0, and 0 exactly for
+ * a channel of zeros.
+ */
+static bool
+get_int8_kernel(reader *r, uint32_t layer, int8_t *q, float *scale,
+				int32_t out, int32_t in)
+{
+	uint32_t	head[7] = {layer, ROLE_INT8_KERNEL, 2, (uint32_t) out,
+	(uint32_t) in, 0, 0};
+	size_t		n = (size_t) out * in;
+
+	if (!get_head(r, head) || !need(r, INT8_BYTES(n)))
+		return false;
+	memcpy(q, r->p, n);
+	for (size_t i = n; i < INT8_BYTES(n); i++)
+		if (r->p[i] != 0)
+			return false;
+	r->p += INT8_BYTES(n);
+	if (!get_tensor(r, layer, ROLE_INT8_SCALE, scale, out))
+		return false;
+	for (int32_t o = 0; o < out; o++)
+	{
+		bool		zeros = true;
+
+		for (int32_t k = 0; k < in; k++)
+		{
+			if (q[(size_t) o * in + k] == INT8_MIN)
+				return false;
+			zeros &= q[(size_t) o * in + k] == 0;
+		}
+		if (!(scale[o] >= 0.0f) || (scale[o] == 0.0f) != zeros)
+			return false;
+	}
+	return true;
+}
+
+/* An int8 layer's input quantization: scale finite >= 0, zero 0 to 255
+ * (0 when the scale is). */
+static bool
+get_int8_input(reader *r, uint32_t layer, nn_qparams *act)
+{
+	uint32_t	head[7] = {layer, ROLE_INT8_INPUT, 1, 2, 0, 0, 0};
+	uint32_t	zero;
+
+	if (!get_head(r, head))
+		return false;
+	act->scale = get_f32(r);
+	zero = get_u32(r);
+	act->zero = (int32_t) zero;
+	return r->ok && isfinite(act->scale) && act->scale >= 0.0f &&
+		zero <= 255 && (act->scale > 0.0f || zero == 0);
+}
+
+/*
+ * The int8 kernel of layer i of a version 4 model, its scales and (all
+ * calibrated or none: *form is -1 before the first, then 1 or 0) its
+ * input quantization, installed in the model.  The bytes are checked to
+ * be there before anything is allocated.
+ */
+static nn_status
+get_int8_layer(reader *r, nn_model *m, int i, int *form, nn_error *err)
+{
+	nn_layer   *l = &m->layers[i];
+	int32_t		out = l->out_shape[l->out_rank - 1],
+				in = (int32_t) (l->w_len / out);
+	int8_t	   *q;
+	float	   *scale;
+	nn_qparams	act = {0.0f, 0};
+	bool		ok;
+	nn_status	st;
+
+	if ((size_t) (r->end - r->p) < INT8_BYTES(l->w_len) + 4 * (size_t) out)
+		return CORRUPT("model bytes have a bad tensor in layer %d", i + 1);
+	q = nn_alloc_bytes(&m->alloc, (size_t) l->w_len);
+	scale = nn_alloc_bytes(&m->alloc, sizeof(float) * out);
+	if (q == NULL || scale == NULL)
+	{
+		nn_free_bytes(&m->alloc, q);
+		nn_free_bytes(&m->alloc, scale);
+		return nn_fail(err, NN_ERR_MEMORY, -1, "out of memory");
+	}
+	ok = get_int8_kernel(r, i, q, scale, out, in);
+	if (ok && *form < 0)
+		*form = peek_role(r) == ROLE_INT8_INPUT;
+	if (ok && *form)
+		ok = get_int8_input(r, i, &act);
+	st = ok ? nn_quant_set_layer(m, i, q, scale, *form == 1, act, err) :
+		CORRUPT("model bytes have a bad tensor in layer %d", i + 1);
+	nn_free_bytes(&m->alloc, q);
+	nn_free_bytes(&m->alloc, scale);
+	return st;
+}
+
 /*
  * A layer's kernel and recurrent kernel.  A pruned model's prunable
  * layers have them sparse (its mask allocated when the first is read),
@@ -575,7 +733,8 @@ get_kernels(reader *r, uint32_t version, nn_model *m, int i, int *form,
 
 	if (l->type->flags & NN_KIND_PRUNABLE)
 	{
-		int			sparse = version >= 3 && peek_role(r) == ROLE_SPARSE_KERNEL;
+		/* version 4 models have int8 kernels, and no mask */
+		int			sparse = version == 3 && peek_role(r) == ROLE_SPARSE_KERNEL;
 
 		if (*form >= 0 && sparse != *form)
 			return CORRUPT("model bytes mix sparse and dense kernels (layer %d)",
@@ -774,23 +933,46 @@ check_canonical(const nn_model *m, const uint8_t *buf, uint32_t version,
 	return NN_OK;
 }
 
+/*
+ * The tensor count a float model's spec implies, with in version 4 the
+ * int8 layers' scales: their inputs' parameters are known only once the
+ * first int8 layer is read, and the count is checked again after.
+ */
+static uint32_t
+tensors_before(const nn_model *m, uint32_t version)
+{
+	uint32_t	n = tensor_count(m);
+
+	for (int i = 0; version >= 4 && i < m->n_layers; i++)
+		n += (m->layers[i].type->flags & NN_KIND_QUANTIZABLE) != 0;
+	return n;
+}
+
 /* The tensors: every layer's kernels, biases and statistics, in order. */
 static nn_status
 read_tensors(reader *r, uint32_t version, nn_model *m, nn_error *err)
 {
 	uint32_t	n_tensors = get_u32(r);
-	int			form = -1;
+	uint32_t	want = tensors_before(m, version);
+	int			form = -1,
+				acts = -1;
 	nn_status	st;
 
-	if (!r->ok || n_tensors != tensor_count(m))
+	/* version 4: the inputs' parameters may add one per int8 layer */
+	if (!r->ok || n_tensors < want ||
+		n_tensors > want + (want - tensor_count(m)))
 		return CORRUPT("model bytes have %u tensors, the model needs %u",
-					   n_tensors, tensor_count(m));
+					   n_tensors, want);
 	for (int i = 0; i < m->n_layers; i++)
 	{
 		nn_layer   *l = &m->layers[i];
 		bool		ok = true;
 
-		if ((st = get_kernels(r, version, m, i, &form, err)) != NN_OK)
+		if (version >= 4 && (l->type->flags & NN_KIND_QUANTIZABLE))
+			st = get_int8_layer(r, m, i, &acts, err);
+		else
+			st = get_kernels(r, version, m, i, &form, err);
+		if (st != NN_OK)
 			return st;
 		if (l->b_len > 0)
 			ok = get_tensor(r, i, ROLE_BIAS, m->params + l->b_off, l->b_len);
@@ -806,7 +988,11 @@ read_tensors(reader *r, uint32_t version, nn_model *m, nn_error *err)
 		if (!ok)
 			return CORRUPT("model bytes have a bad tensor in layer %d", i + 1);
 	}
-	return NN_OK;
+	if (n_tensors != tensor_count(m))
+		return CORRUPT("model bytes have %u tensors, the model needs %u",
+					   n_tensors, tensor_count(m));
+	/* without the float kernels, which were never read */
+	return m->qlayers ? nn_quant_finish(m, err) : NN_OK;
 }
 
 /* The optimizer settings up to the class weights (into o and m). */
@@ -908,6 +1094,8 @@ read_weights(reader *r, nn_model *m, const uint8_t *buf, uint32_t version,
 	if ((st = read_tensors(r, version, m, err)) != NN_OK ||
 		(st = check_canonical(m, buf, version, err)) != NN_OK)
 		return st;
+	if ((flags & FLAG_OPTIMIZER) && m->qlayers)
+		return CORRUPT("model bytes of an int8 model have optimizer state");
 	if ((flags & FLAG_OPTIMIZER) && (st = read_optimizer(r, m, err)) != NN_OK)
 		return st;
 	if (!r->ok || r->p != r->end)

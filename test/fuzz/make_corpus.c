@@ -127,6 +127,47 @@ model_file(const char *name, nn_layer_spec *l, int n, int rank, int d0, int d1,
 	nn_model_free(m);
 }
 
+/* An int8 model (format version 4), calibrated on 8 rows or weight-only. */
+static void
+int8_file(const char *name, nn_layer_spec *l, int n, int rank, int d0, int d1,
+		  int d2, bool calibrated)
+{
+	nn_model_spec spec;
+	nn_model   *m = NULL;
+	nn_error	err;
+	nn_rng		rng;
+	float	   *x;
+	size_t		in,
+				len;
+	uint8_t    *buf;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.n_layers = n;
+	spec.layers = l;
+	spec.input_rank = rank;
+	spec.input_shape[0] = d0;
+	spec.input_shape[1] = rank > 1 ? d1 : 0;
+	spec.input_shape[2] = rank > 2 ? d2 : 0;
+	if (nn_model_create(&m, &spec, 9, 0, &nn_malloc_alloc, &err) != NN_OK)
+		die(name, &err);
+	in = nn_model_input_size(m);
+	x = malloc(sizeof(float) * in * 8);
+	nn_rng_seed(&rng, 5);
+	for (size_t i = 0; i < in * 8; i++)
+		x[i] = nn_rng_uniform(&rng);
+	if (nn_model_quantize(m, calibrated ? x : NULL, calibrated ? 8 : 0,
+						  &err) != NN_OK)
+		die(name, &err);
+	len = nn_model_serialized_size(m, false);
+	buf = malloc(len);
+	if (nn_model_serialize(m, buf, len, false, test_crc32c, &err) != NN_OK)
+		die(name, &err);
+	write_file("fuzz_model_bytes", name, buf, len);
+	free(buf);
+	free(x);
+	nn_model_free(m);
+}
+
 static void
 models(void)
 {
@@ -192,6 +233,9 @@ models(void)
 	cnn[3].activation = NN_ACT_SOFTMAX;
 	model_file("cnn_weights_only.bin", cnn, 4, 3, 8, 8, 1, NN_OPT_SGD,
 			   NN_LOSS_CATEGORICAL_CE, false, -1);
+	/* format version 4: int8 kernels, with and without input parameters */
+	int8_file("cnn_int8.bin", cnn, 4, 3, 8, 8, 1, true);
+	int8_file("mlp_int8_weight_only.bin", mlp, 2, 1, 4, 0, 0, false);
 
 	reg[0] = layer(NN_LAYER_DENSE);
 	reg[0].units = 1;
