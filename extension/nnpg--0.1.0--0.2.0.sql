@@ -171,3 +171,14 @@ LANGUAGE C STABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION @extschema@.nn_explain(text, bytea, integer, real[], integer, integer) IS
 'integrated gradients: how much each feature of a row moves output target from the baseline';
+
+/* nn_quantize: int8 models */
+CREATE FUNCTION @extschema@.nn_quantize(model text,
+										 calibration_query text DEFAULT NULL,
+										 version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_quantize'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_quantize(text, text, integer) IS
+'store the next version with int8 dense and conv2d kernels (and int8 activations with a calibration query); returns it';

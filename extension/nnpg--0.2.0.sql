@@ -300,6 +300,16 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.nn_prune(text, double precision, integer) IS
 'store the next version with the given fraction of smallest kernel weights zero (kept zero by later fits); returns it';
 
+CREATE FUNCTION @extschema@.nn_quantize(model text,
+										 calibration_query text DEFAULT NULL,
+										 version integer DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_quantize'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_quantize(text, text, integer) IS
+'store the next version with int8 dense and conv2d kernels (and int8 activations with a calibration query); returns it';
+
 CREATE FUNCTION nnpg.model_sparsity(weights bytea)
 RETURNS real
 AS 'MODULE_PATHNAME', 'nnpg_model_sparsity'

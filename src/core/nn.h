@@ -502,6 +502,14 @@ nn_status	nn_model_quantize(nn_model *model, const float *calib_x,
 							  int64_t n_calib, nn_error *err);
 /* Are the model's kernels int8? */
 bool		nn_model_is_quantized(const nn_model *model);
+/*
+ * The float model an int8 one computes with its dequantized kernels
+ * (scale times the int8 value; the rest copied), for what int8 models
+ * cannot do themselves: explaining them.  Activation quantization is not
+ * part of it.
+ */
+nn_status	nn_model_dequantize(nn_model **out, const nn_model *model,
+								const nn_alloc *alloc, nn_error *err);
 /* Are its dense and conv2d inputs quantized too (it was calibrated)? */
 bool		nn_model_quantized_activations(const nn_model *model);
 

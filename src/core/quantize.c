@@ -404,3 +404,54 @@ nn_model_quantize(nn_model *m, const float *calib_x, int64_t n_calib,
 	nn_free_bytes(&m->alloc, act);
 	return st;
 }
+
+/* Layer i of the float twin d from the int8 model q: kernel dequantized. */
+static void
+dequantize_layer(nn_model *d, const nn_model *q, int i)
+{
+	const nn_layer *ql = &q->layers[i];
+	nn_layer   *dl = &d->layers[i];
+	const nn_qweights *w = &ql->q->w;
+	int64_t		qoff,
+				doff,
+				len = nn_layer_span(ql, &qoff);
+
+	/* the rest of the span (recurrent kernel, bias) as it is */
+	nn_layer_span(dl, &doff);
+	memcpy(d->params + doff + dl->w_len, q->params + qoff, sizeof(float) * len);
+	/* kernels are (K inputs, F outputs), outputs fastest, as Keras's */
+	for (int32_t k = 0; k < w->in; k++)
+		for (int32_t o = 0; o < w->out; o++)
+			d->params[dl->w_off + (int64_t) k * w->out + o] =
+				w->scale[o] * (float) nn_quant_weight(w, o, k);
+}
+
+nn_status
+nn_model_dequantize(nn_model **out, const nn_model *q, const nn_alloc *alloc,
+					nn_error *err)
+{
+	nn_model   *d;
+	nn_status	st;
+
+	*out = NULL;
+	if ((st = nn_model_build(&d, &q->spec, 0, alloc, err)) != NN_OK)
+		return st;
+	for (int i = 0; i < q->n_layers; i++)
+	{
+		const nn_layer *ql = &q->layers[i];
+		int64_t		qoff,
+					doff,
+					len = nn_layer_span(ql, &qoff);
+
+		if (ql->q)
+			dequantize_layer(d, q, i);
+		else if (len > 0)
+		{
+			nn_layer_span(&d->layers[i], &doff);
+			memcpy(d->params + doff, q->params + qoff, sizeof(float) * len);
+		}
+	}
+	memcpy(d->state, q->state, sizeof(float) * q->n_state);
+	*out = d;
+	return NN_OK;
+}

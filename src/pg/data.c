@@ -192,7 +192,9 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 						r->label, r->natts, r->natts == 1 ? "" : "s", min_cols),
 				 r->has_key ?
 				 errdetail("The first column is the key and the others are features.") :
-				 errdetail("The last column is the target and the others are features.")));
+				 r->has_target ?
+				 errdetail("The last column is the target and the others are features.") :
+				 errdetail("Every column is a feature.")));
 	r->first_feature = r->has_key ? 1 : 0;
 	r->n_feature_cols = r->natts - r->first_feature - (r->has_target ? 1 : 0);
 	r->kinds = palloc0(sizeof(nnpg_col_kind) * r->natts);

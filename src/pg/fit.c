@@ -1339,6 +1339,12 @@ fit_load_model(fit_call *fc)
 		return;					/* built from the first training row */
 
 	fc->model = nnpg_load_model(fc->row.weights, fc->cxt);
+	if (nn_model_is_quantized(fc->model))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("version %d of model \"%s\" is int8 and cannot be trained",
+						fc->row.version, fc->a.name),
+				 errhint("Train the float version it was quantized from (see \"from_version\" in nn_models.training) with nn_fit's version argument, then quantize it again.")));
 	if (!fc->fo.reset)
 		return;
 	fc->init_seed = fc->a.seed;

@@ -552,3 +552,113 @@ nnpg_model_sparsity(PG_FUNCTION_ARGS)
 	MemoryContextDelete(cxt);
 	PG_RETURN_FLOAT4((float4) s);
 }
+
+/* A calibration query's feature rows, in memory within nnpg.data_cache_mb. */
+typedef struct calib_rows
+{
+	int32		n_in;
+	int64		n;
+	int64		alloc;			/* rows x has room for */
+	int64		cap;			/* rows the budget allows */
+	float	   *x;				/* (alloc, n_in) */
+} calib_rows;
+
+static void
+calib_row(nnpg_reader *r, void *arg)
+{
+	calib_rows *c = (calib_rows *) arg;
+
+	if (c->n == c->cap)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the calibration query has more rows than nnpg.data_cache_mb holds (" INT64_FORMAT ")",
+						c->cap),
+				 errhint("A few thousand representative rows are enough: add a LIMIT.")));
+	if (c->n == c->alloc)
+	{
+		c->alloc = Min(c->alloc * 2, c->cap);
+		c->x = repalloc_huge(c->x, sizeof(float) * (size_t) c->alloc * c->n_in);
+	}
+	nnpg_reader_features(r, c->x + (size_t) c->n * c->n_in);
+	c->n++;
+}
+
+/* Read the calibration query: feature columns only, as nn_predict_batch's. */
+static void
+read_calibration(const char *query, int32 n_in, calib_rows *c)
+{
+	nnpg_reader r;
+
+	memset(&r, 0, sizeof(r));
+	r.label = "calibration query";
+	r.n_in = n_in;
+	c->n_in = n_in;
+	c->n = 0;
+	c->cap = Max((int64) (nnpg_data_cache_bytes() / (sizeof(float) * n_in)), 1);
+	c->alloc = Min(c->cap, 256);
+	c->x = MemoryContextAllocHuge(CurrentMemoryContext,
+								  sizeof(float) * (size_t) c->alloc * n_in);
+	nnpg_reader_open(&r, query);
+	(void) nnpg_reader_read(&r, PG_INT64_MAX, calib_row, c);
+	nnpg_reader_close(&r);
+	if (c->n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("calibration query returned no rows")));
+}
+
+/* The training settings of a quantized version. */
+static char *
+quantize_settings(const nnpg_model_row *row, const nn_model *model,
+				  int64 calib_rows_n)
+{
+	StringInfoData buf;
+	const nn_model_spec *spec = nn_model_get_spec(model);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"quantized\": \"int8\", \"calibration_rows\": " INT64_FORMAT
+					 ", \"from_version\": %d, \"input_shape\": %s}",
+					 calib_rows_n, row->version,
+					 nnpg_shape_to_json(spec->input_rank, spec->input_shape));
+	return buf.data;
+}
+
+/* nn_quantize(model, calibration_query, version): the version in int8 */
+PG_FUNCTION_INFO_V1(nnpg_quantize);
+Datum
+nnpg_quantize(PG_FUNCTION_ARGS)
+{
+	char	   *name = name_arg(fcinfo, 0, "model");
+	char	   *query = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		version_isnull = PG_ARGISNULL(2);
+	int32		version = version_isnull ? 0 : PG_GETARG_INT32(2);
+	MemoryContext cxt;
+	nnpg_model_row row;
+	nn_model   *model;
+	calib_rows	calib = {0};
+	nnpg_model_facts facts;
+	nn_error	err;
+	int32		stored;
+
+	nnpg_prevent_read_only("nn_quantize()");
+	nnpg_apply_threads();
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg quantize",
+								ALLOCSET_DEFAULT_SIZES);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	nnpg_lock_model_name(name);
+	model = nnpg_load_named_model(name, version_isnull, version, cxt, &row);
+	if (query)
+		read_calibration(query, (int32) nn_model_input_size(model), &calib);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_quantize(model, calib.x, calib.n, &err), &err);
+	nnpg_model_facts_of(model, &facts);
+	stored = nnpg_insert_model(name, true, 0, row.owner,
+							   JsonbPGetDatum(row.layers),
+							   nnpg_jsonb_from_cstring(quantize_settings(&row, model, calib.n)),
+							   (Datum) 0, true, (Datum) 0, true,
+							   nnpg_serialize_model(model, false), &facts);
+	SPI_finish();
+	MemoryContextDelete(cxt);
+	PG_RETURN_INT32(stored);
+}

@@ -903,6 +903,11 @@ explain_row(FunctionCallInfo fcinfo, Oid elemtype)
 						(int) nn_model_output_size(model) - 1, target)));
 	attr = palloc(sizeof(float) * n_in);
 	memset(&err, 0, sizeof(err));
+	/* an int8 model is explained through its dequantized kernels */
+	if (nn_model_is_quantized(model))
+		nnpg_check(nn_model_dequantize(&model, model,
+									   nnpg_alloc_create(CurrentMemoryContext),
+									   &err), &err);
 	nnpg_check(nn_model_explain(model, attr, &fx, &fb, NULL, x, baseline,
 								target, PG_GETARG_INT32(4),
 								nnpg_max_model_bytes(), &err), &err);

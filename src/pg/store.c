@@ -205,7 +205,7 @@ nnpg_model_facts_of(const nn_model *model, nnpg_model_facts *f)
 {
 	f->params = nn_model_param_count(model);
 	f->sparsity = nn_model_sparsity(model);
-	f->format = "float32";
+	f->format = nn_model_is_quantized(model) ? "int8" : "float32";
 }
 
 /* Insert a model version; returns the version stored. */

@@ -634,6 +634,42 @@ test_pruned(void **state)
 }
 
 /* The int8 kernel is not in the parameter vector; the biases are. */
+/*
+ * The float twin of a weight-only int8 model computes what it computes
+ * (the same dequantized weights; sums in another order), for the MLP, the
+ * CNN and the batchnorm model, and leaves the int8 model as it was.
+ */
+static void
+test_dequantize(void **state)
+{
+	nn_model   *(*makes[]) (void) = {mlp, cnn, bn_model};
+
+	(void) state;
+	for (int k = 0; k < 3; k++)
+	{
+		nn_model   *m = makes[k]();
+		size_t		in = nn_model_input_size(m),
+					out = nn_model_output_size(m);
+		float	   *x = rows(N_TEST, in, 31);
+		nn_model   *d;
+		float	   *yq,
+				   *yd;
+		nn_error	err;
+
+		quantize(m, false);
+		assert_ok(nn_model_dequantize(&d, m, &nn_malloc_alloc, &err), &err);
+		assert_false(nn_model_is_quantized(d));
+		yq = predict(m, x, N_TEST);
+		yd = predict(d, x, N_TEST);
+		assert_close_f("dequantized twin", yd, yq, N_TEST * out, 1e-5, 1e-4);
+		free(x);
+		free(yq);
+		free(yd);
+		nn_model_free(d);
+		nn_model_free(m);
+	}
+}
+
 static void
 test_params(void **state)
 {
@@ -682,6 +718,7 @@ main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_calibration_errors),
 		cmocka_unit_test(test_pruned),
+		cmocka_unit_test(test_dequantize),
 		cmocka_unit_test(test_params),
 	};
 
