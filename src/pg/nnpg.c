@@ -245,6 +245,8 @@ status_errcode(nn_status status)
 			return ERRCODE_OUT_OF_MEMORY;
 		case NN_ERR_CORRUPT:
 			return ERRCODE_DATA_CORRUPTED;
+		case NN_ERR_UNSUPPORTED:
+			return ERRCODE_FEATURE_NOT_SUPPORTED;
 		case NN_OK:
 		case NN_ERR_INTERNAL:
 			break;
