@@ -36,6 +36,9 @@ packages=(
 	dataset-fashion-mnist				# /usr/share/datasets/fashion-mnist
 	python3						# Debian's /usr/bin/python3 for the loader
 	libxml2-dev					# test_plot reads its SVG back
+	protobuf-c-compiler libprotobuf-c-dev		# ONNX import and export (protoc-c)
+	libonnx-dev					# onnx.proto, compiled at build time
+	python3-onnx					# onnx.checker on exported models
 	chromium					# test/integration/plot_render.sh
 )
 if [ "$bench" = 1 ]; then

@@ -39,8 +39,9 @@ typedef enum nn_status
 	NN_ERR_MEMORY,				/* allocator returned NULL: 53200 */
 	NN_ERR_CORRUPT,				/* bad model bytes: XX001 */
 	NN_ERR_INTERNAL,			/* cannot happen */
-	NN_ERR_UNSUPPORTED			/* not possible for this model (training an
-								 * int8 model): 0A000 */
+	NN_ERR_UNSUPPORTED			/* valid, but not for this model or build:
+								 * training an int8 model, an ONNX operator
+								 * or opset nnpg has no layer for (0A000) */
 } nn_status;
 
 typedef struct nn_error
@@ -683,6 +684,38 @@ nn_status	nn_model_serialize(const nn_model *model, uint8_t *buf, size_t len,
 nn_status	nn_model_deserialize(nn_model **out, const uint8_t *buf, size_t len,
 								 size_t max_bytes, const nn_alloc *alloc,
 								 nn_crc32c_fn crc, nn_error *err);
+
+/* ---------- ONNX (onnx.c) ---------- */
+
+/*
+ * The model as an ONNX ModelProto (opset 13) whose input is the flat
+ * feature vector nn_model_predict takes, (batch, in_size) floats, and
+ * whose output is (batch, out_size).  *out (*len bytes) comes from
+ * a->alloc: the caller frees it with a->free.  Dropout, noise and the
+ * augmentation layers that are the identity in prediction do not appear.
+ * NN_ERR_UNSUPPORTED for a layer kind it cannot write (random_crop).
+ */
+nn_status	nn_model_export_onnx(const nn_model *m, uint8_t **out, size_t *len,
+								 const nn_alloc *a, nn_error *err);
+
+/*
+ * A model from an ONNX ModelProto (opsets 13 to 17) made of operators
+ * nnpg has layers for, in one chain from one input to one output.  Its
+ * input is the flat feature vector, images channels last (H, W, C)
+ * whatever the ONNX layout.  The model is a fresh one: trainable, with no
+ * optimizer state.  NN_ERR_CORRUPT for bytes that are not a ModelProto,
+ * NN_ERR_UNSUPPORTED naming the first node (operator and name) it cannot
+ * map or an opset it does not read, NN_ERR_DATA for an input dimension
+ * or shape it cannot resolve (naming the input), NN_ERR_LIMIT when the
+ * tensors or the model are over max_bytes (0: no limit).
+ */
+nn_status	nn_model_import_onnx(nn_model **out, const uint8_t *buf, size_t len,
+								 size_t max_bytes, const nn_alloc *a,
+								 nn_error *err);
+
+/* Do the bytes look like an ONNX model rather than nnpg's own (a cheap
+ * test of the first fields, for a format left unsaid)? */
+bool		nn_bytes_look_onnx(const uint8_t *buf, size_t len);
 
 /* ---------- input ---------- */
 

@@ -73,7 +73,7 @@ extern bool nt_quiet;
 #define assert_ok(call, errp) \
 	do { nn_status _st = (call); \
 		if (_st != NN_OK) \
-			fail_msg("%s returned %d: %s", #call, (int) _st, (errp)->message); \
+			fail_msg("%s returned %d: %s (%s)", #call, (int) _st, (errp)->message, (errp)->detail); \
 	} while (0)
 
 #define assert_status(call, want, errp) \
