@@ -182,3 +182,26 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION @extschema@.nn_quantize(text, text, integer) IS
 'store the next version with int8 dense and conv2d kernels (and int8 activations with a calibration query); returns it';
+
+/* ONNX in and out: nn_export and nn_import take a format */
+DROP FUNCTION @extschema@.nn_export(text, integer);
+DROP FUNCTION @extschema@.nn_import(text, bytea, integer);
+
+CREATE FUNCTION @extschema@.nn_export(model text, version integer DEFAULT NULL,
+									   format text DEFAULT 'nnpg')
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'nnpg_export'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_export(text, integer, text) IS
+'a model version as nnpg model bytes (for nn_import), or as an ONNX model with format onnx';
+
+CREATE FUNCTION @extschema@.nn_import(name text, data bytea,
+									   version integer DEFAULT NULL,
+									   format text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'nnpg_import'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.nn_import(text, bytea, integer, text) IS
+'validate nnpg model bytes or an ONNX model (format NULL: detected) and store them as a new version (1 for a new name); returns the version';

@@ -259,22 +259,24 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.nn_drop(text, integer) IS
 'remove one version of a model, or all of them; returns how many were removed';
 
-CREATE FUNCTION @extschema@.nn_export(model text, version integer DEFAULT NULL)
+CREATE FUNCTION @extschema@.nn_export(model text, version integer DEFAULT NULL,
+									   format text DEFAULT 'nnpg')
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'nnpg_export'
 LANGUAGE C STABLE PARALLEL SAFE;
 
-COMMENT ON FUNCTION @extschema@.nn_export(text, integer) IS
-'serialized bytes of a model version, for nn_import';
+COMMENT ON FUNCTION @extschema@.nn_export(text, integer, text) IS
+'a model version as nnpg model bytes (for nn_import), or as an ONNX model with format onnx';
 
 CREATE FUNCTION @extschema@.nn_import(name text, data bytea,
-									   version integer DEFAULT NULL)
+									   version integer DEFAULT NULL,
+									   format text DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'nnpg_import'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-COMMENT ON FUNCTION @extschema@.nn_import(text, bytea, integer) IS
-'validate serialized model bytes and store them as a new version (1 for a new name); returns the version';
+COMMENT ON FUNCTION @extschema@.nn_import(text, bytea, integer, text) IS
+'validate nnpg model bytes or an ONNX model (format NULL: detected) and store them as a new version (1 for a new name); returns the version';
 
 /* ---------- the catalog view ---------- */
 

@@ -420,7 +420,51 @@ nnpg_drop(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32((int32) n);
 }
 
-/* nn_export(model, version): the model bytes */
+/* The format argument argno of nn_export/nn_import: true for "onnx". */
+static bool
+format_is_onnx(FunctionCallInfo fcinfo, int argno, bool *given)
+{
+	char	   *f;
+
+	*given = PG_NARGS() > argno && !PG_ARGISNULL(argno);
+	if (!*given)
+		return false;
+	f = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strcmp(f, "onnx") != 0 && strcmp(f, "nnpg") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("format must be \"nnpg\" or \"onnx\", not \"%s\"", f)));
+	return strcmp(f, "onnx") == 0;
+}
+
+/* An ONNX ModelProto of model bytes, as a bytea. */
+static bytea *
+onnx_of(const bytea *weights)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "nnpg onnx export",
+											  ALLOCSET_DEFAULT_SIZES);
+	nn_model   *model = nnpg_load_model(weights, cxt);
+	uint8_t    *buf;
+	size_t		len;
+	bytea	   *out;
+	nn_error	err;
+
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_export_onnx(model, &buf, &len, nnpg_alloc_create(cxt),
+									&err), &err);
+	if (len > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("ONNX model of %zu bytes is too large for a bytea", len)));
+	out = palloc(VARHDRSZ + len);
+	SET_VARSIZE(out, VARHDRSZ + len);
+	memcpy(VARDATA(out), buf, len);
+	MemoryContextDelete(cxt);
+	return out;
+}
+
+/* nn_export(model, version, format): the model bytes, or an ONNX model */
 PG_FUNCTION_INFO_V1(nnpg_export);
 Datum
 nnpg_export(PG_FUNCTION_ARGS)
@@ -428,6 +472,8 @@ nnpg_export(PG_FUNCTION_ARGS)
 	char	   *name = nnpg_text_to_cstring_arg(fcinfo, 0, "model");
 	bool		version_isnull = PG_ARGISNULL(1);
 	int32		version = version_isnull ? 0 : PG_GETARG_INT32(1);
+	bool		given;
+	bool		onnx = format_is_onnx(fcinfo, 2, &given);
 	MemoryContext caller = CurrentMemoryContext;
 	nnpg_model_row row;
 
@@ -437,10 +483,36 @@ nnpg_export(PG_FUNCTION_ARGS)
 	SPI_finish();
 	if (row.weights == NULL)
 		nnpg_model_not_built(name);
-	PG_RETURN_BYTEA_P(row.weights);
+	PG_RETURN_BYTEA_P(onnx ? onnx_of(row.weights) : row.weights);
 }
 
-/* nn_import(name, data, version): validate and store; the version */
+/*
+ * The model in import data (cxt): nnpg's model bytes, or an ONNX model
+ * when the format says so or, with no format, when the bytes are one.
+ */
+static nn_model *
+import_model(FunctionCallInfo fcinfo, const bytea *data, MemoryContext cxt,
+			 bool *from_onnx)
+{
+	bool		given;
+	nn_model   *model = NULL;
+	nn_error	err;
+
+	*from_onnx = format_is_onnx(fcinfo, 3, &given);
+	if (!given)
+		*from_onnx = nn_bytes_look_onnx((const uint8_t *) VARDATA_ANY(data),
+										VARSIZE_ANY_EXHDR(data));
+	if (!*from_onnx)
+		return nnpg_load_model(data, cxt);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_import_onnx(&model, (const uint8_t *) VARDATA_ANY(data),
+									VARSIZE_ANY_EXHDR(data),
+									nnpg_max_model_bytes(),
+									nnpg_alloc_create(cxt), &err), &err);
+	return model;
+}
+
+/* nn_import(name, data, version, format): store as a new version */
 PG_FUNCTION_INFO_V1(nnpg_import);
 Datum
 nnpg_import(PG_FUNCTION_ARGS)
@@ -455,6 +527,7 @@ nnpg_import(PG_FUNCTION_ARGS)
 	char	   *layers;
 	StringInfoData training;
 	nnpg_model_facts facts;
+	bool		onnx;
 	int32		stored;
 
 	nnpg_prevent_read_only("nn_import()");
@@ -469,12 +542,15 @@ nnpg_import(PG_FUNCTION_ARGS)
 	/* every check of the loader, before anything is stored */
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "nnpg import",
 								ALLOCSET_DEFAULT_SIZES);
-	model = nnpg_load_model(data, cxt);
+	model = import_model(fcinfo, data, cxt, &onnx);
 	spec = nn_model_get_spec(model);
 	layers = nnpg_spec_to_json(spec);
 	nnpg_model_facts_of(model, &facts);
+	if (onnx)
+		data = nnpg_serialize_model(model, false);
 	initStringInfo(&training);
-	appendStringInfo(&training, "{\"imported\": true, \"input_shape\": %s}",
+	appendStringInfo(&training, "{\"imported\": %s, \"input_shape\": %s}",
+					 onnx ? "\"onnx\"" : "true",
 					 nnpg_shape_to_json(spec->input_rank, spec->input_shape));
 	MemoryContextDelete(cxt);
 
