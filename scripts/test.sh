@@ -5,6 +5,8 @@
 #   setup          scripts/setup.sh: packages, `make`, `make install`
 #   unit/check     make -C test/unit check        core unit tests (cmocka)
 #   unit/asan      make -C test/unit check-asan   the same under ASan+UBSan
+#   unit/onnx-check make -C test/unit onnx-check  nnpg's ONNX exports through
+#                  onnx.checker (Debian's python3-onnx)
 #   unit/fuzz      make -C test/unit fuzz-smoke   a bounded libFuzzer run
 #   cluster        scripts/cluster.sh start: a throwaway server (port 5498
 #                  or NNPG_TEST_PORT), run as an unprivileged OS user
@@ -88,6 +90,7 @@ step setup bash scripts/setup.sh && built=1
 
 # 2. Core unit tests: they need no server.
 step unit/check make -C test/unit check
+step unit/onnx-check make -C test/unit onnx-check
 step unit/asan make -C test/unit check-asan
 step unit/fuzz make -C test/unit fuzz-smoke
 

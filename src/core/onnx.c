@@ -871,9 +871,24 @@ ex_normalize(ox_exp *e, const nn_layer *l)
 	ex_step(e, "Div", den->name, NULL, NULL);
 }
 
+/* random_crop at prediction: the centre window, a Slice of NCHW. */
+static void
+ex_crop(ox_exp *e, const nn_layer *l)
+{
+	int64_t		top = (l->in_shape[0] - l->spec.height) / 2,
+				left = (l->in_shape[1] - l->spec.width) / 2;
+	int64_t		starts[2] = {top, left},
+				ends[2] = {top + l->spec.height, left + l->spec.width},
+				axes[2] = {2, 3};
+
+	ex_to_nchw(e, l->in_shape);
+	ex_step(e, "Slice", ex_ints(e, 2, starts), ex_ints(e, 2, ends),
+			ex_ints(e, 2, axes));
+}
+
 typedef void (*ex_layer_fn) (ox_exp *e, const nn_layer *l);
 
-/* One exporter per layer kind; NULL: cannot be exported yet. */
+/* One exporter per layer kind. */
 static const ex_layer_fn ex_kinds[NN_LAYER_KIND_MAX + 1] = {
 	[NN_LAYER_DENSE] = ex_dense,
 	[NN_LAYER_CONV2D] = ex_conv2d,
@@ -896,6 +911,7 @@ static const ex_layer_fn ex_kinds[NN_LAYER_KIND_MAX + 1] = {
 	[NN_LAYER_RANDOM_TRANSLATION] = ex_identity,
 	[NN_LAYER_RANDOM_ROTATION] = ex_identity,
 	[NN_LAYER_RANDOM_ZOOM] = ex_identity,
+	[NN_LAYER_RANDOM_CROP] = ex_crop,
 	[NN_LAYER_RANDOM_CONTRAST] = ex_identity,
 	[NN_LAYER_RANDOM_BRIGHTNESS] = ex_identity,
 	[NN_LAYER_GAUSSIAN_NOISE] = ex_identity,

@@ -222,6 +222,12 @@ FROM fuzz_models m WHERE m.ok AND m.version = 2;	-- trained
 CREATE VIEW fuzz_prunes AS
 SELECT m.name, m.version, nn_prune(m.name, 0.5, m.version) AS pruned
 FROM fuzz_models m WHERE m.ok;
+CREATE VIEW fuzz_quantizes AS
+SELECT m.name, m.version, nn_quantize(m.name, NULL, m.version) AS quantized
+FROM fuzz_models m WHERE m.ok AND m.version = 2;	-- built
+CREATE VIEW fuzz_onnx AS
+SELECT m.name, m.version, nn_export(m.name, m.version, 'onnx') AS data
+FROM fuzz_models m WHERE m.ok AND m.version = 2;
 
 -- Scalar wrappers of the set-returning functions, which sqlsmith never
 -- calls itself, so that it can pass them arguments of its own.
@@ -287,7 +293,8 @@ SELECT fn, unnest(args) FROM (VALUES
 	('import', '{name,version,blob}'), ('create', '{name,spec,shape}'),
 	('explain', '{name,version,features}'), ('explain_bytea', '{name,version,img}'),
 	('feature_importance', '{name,version,query}'), ('plot', '{name,version}'),
-	('prune', '{name,version}')) AS f(fn, args);
+	('prune', '{name,version}'), ('quantize', '{name,version,query}'),
+	('export_onnx', '{name,version}')) AS f(fn, args);
 
 -- The odd values: one typed column per argument; "model" pairs a value
 -- with the model it was made for (NULL: any).
@@ -465,6 +472,9 @@ BEGIN
 		FROM nn_feature_importance(name, query, 1, 1, version) f;
 	WHEN 'plot' THEN r := md5(nn_plot(name, version));
 	WHEN 'prune' THEN r := nn_prune(name, 0.5, version);
+	WHEN 'quantize' THEN r := nn_quantize(name, query, version);
+	WHEN 'export_onnx' THEN
+		r := nn_import(name || '_onnx', nn_export(name, version, 'onnx'));
 	END CASE;
 	RAISE EXCEPTION USING ERRCODE = 'FZ000', MESSAGE = 'ok ' || coalesce(left(r, 40), 'null');
 EXCEPTION WHEN OTHERS THEN
@@ -503,7 +513,8 @@ SELECT i.id, i.fn, i.replaced, i.name, i.version, i.query,
 	fuzz_try(i.fn, i.name, i.version, i.features, i.img, i.query, i.blob,
 	         i.spec, i.shape, i.opts) AS outcome
 FROM fuzz_inputs i
-WHERE i.fn IN ('explain', 'explain_bytea', 'feature_importance', 'plot', 'prune');
+WHERE i.fn IN ('explain', 'explain_bytea', 'feature_importance', 'plot', 'prune',
+               'quantize', 'export_onnx');
 EOF
 
 models_sql="SELECT name || ' ' || version || ' ' || coalesce(md5(weights), '-')
