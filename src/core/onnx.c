@@ -3059,6 +3059,21 @@ im_output(ox_imp *im, const Onnx__GraphProto *g, nn_error *err)
 	return NN_OK;
 }
 
+/* Every weight and statistic of the imported model is finite. */
+static nn_status
+im_check_finite(const nn_model *m, nn_error *err)
+{
+	for (int64_t i = 0; i < m->n_params; i++)
+		if (!isfinite(m->params[i]))
+			return nn_fail(err, NN_ERR_DATA, -1,
+						   "the ONNX model's weights are not finite once its attributes are applied");
+	for (int64_t i = 0; i < m->n_state; i++)
+		if (!isfinite(m->state[i]))
+			return nn_fail(err, NN_ERR_DATA, -1,
+						   "the ONNX model's statistics are not finite");
+	return NN_OK;
+}
+
 /* Build the model of the spec and copy the imported weights in. */
 static nn_status
 im_build(ox_imp *im, nn_model **out, const nn_alloc *a, nn_error *err)
@@ -3098,6 +3113,12 @@ im_build(ox_imp *im, nn_model **out, const nn_alloc *a, nn_error *err)
 			memcpy(m->state + l->s_off + w->s_len, w->var,
 				   sizeof(float) * w->s_len);
 		}
+	}
+	/* attributes folded in (Gemm's alpha, a bias's beta) may overflow */
+	if ((st = im_check_finite(m, err)) != NN_OK)
+	{
+		nn_model_free(m);
+		return st;
 	}
 	*out = m;
 	return NN_OK;
