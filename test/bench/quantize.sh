@@ -5,7 +5,8 @@
 # rows).  For each: test accuracy (target: within 0.5 points of float),
 # stored bytes against the float weights alone (version 1; target: at most
 # 30%), nn_predict_batch over the 10,000 test rows and per-row nn_classify
-# over 2,000 of them (medians of --rounds alternating runs; targets:
+# over 2,000 of them (each after a warm-up in its session, so the model is
+# cached; medians of --rounds alternating runs; targets:
 # calibrated batch >= 2x float for the wide MLP and >= 1.5x for the CNN,
 # per row >= 1.5x).  Run as root; uses the installed build.
 #
@@ -58,10 +59,10 @@ acc() {	# acc MODEL VERSION
 size() {	# size MODEL VERSION
 	q -c "SELECT size_bytes FROM nn_models WHERE name = '$1' AND version = $2"
 }
-# ms SQL: milliseconds of one run of SQL in a fresh session, after a warm-up
+# ms SQL: milliseconds of a run of SQL after a warm-up run in the same
+# session (which loads the version into the session's model cache)
 ms() {
-	q -c "$1" >/dev/null
-	q -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p'
+	q -c '\timing on' -c "$1" -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n 1
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
