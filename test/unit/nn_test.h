@@ -127,6 +127,8 @@ nn_model_spec nt_spec(int32_t rank, int32_t d0, int32_t d1, int32_t d2,
 
 /* Create a model with malloc and no limit; fails the test on error. */
 nn_model   *nt_create(const nn_model_spec *spec, uint64_t seed);
+/* Biases, batchnorm gammas and statistics away from their initial values. */
+void		nt_perturb(nn_model *m, uint64_t seed);
 
 /* Length of the flat trainable vector (sum of kernel and bias lengths). */
 int64_t		nt_flat_params(const nn_model *m);

@@ -22,40 +22,6 @@
 
 /* ---------- helpers ---------- */
 
-/* Biases and batchnorm statistics away from their initial values. */
-static void
-perturb(nn_model *m, uint64_t seed)
-{
-	const nn_model_spec *spec = nn_model_get_spec(m);
-	nn_rng		rng;
-
-	nn_rng_seed(&rng, seed);
-	for (int i = 0; i < spec->n_layers; i++)
-	{
-		int64_t		ko,
-					kl,
-					bo,
-					bl;
-		int32_t		C;
-		float	   *st = nn_model_layer_state(m, i, &C);
-
-		nn_model_layer_params(m, i, &ko, &kl, &bo, &bl);
-		if (bl > 0)
-			nt_fill(nn_model_params(m) + bo, (size_t) bl, &rng, -0.2f, 0.2f);
-		if (spec->layers[i].kind == NN_LAYER_BATCHNORM)
-		{
-			nt_fill(nn_model_params(m) + ko, (size_t) kl, &rng, 0.5f, 1.5f);
-			nt_fill(st, (size_t) C, &rng, -0.3f, 0.3f);
-			nt_fill(st + C, (size_t) C, &rng, 0.5f, 2.0f);
-		}
-		else if (spec->layers[i].kind == NN_LAYER_NORMALIZE)
-		{
-			nt_fill(st, (size_t) C, &rng, -0.3f, 0.3f);
-			nt_fill(st + C, (size_t) C, &rng, 0.5f, 2.0f);
-		}
-	}
-}
-
 /* A model of the layers with perturbed biases and statistics. */
 static nn_model *
 make(nn_layer_spec *l, int32_t n, int32_t rank, int32_t d0, int32_t d1,
@@ -64,7 +30,7 @@ make(nn_layer_spec *l, int32_t n, int32_t rank, int32_t d0, int32_t d1,
 	nn_model_spec spec = nt_spec(rank, d0, d1, d2, l, n);
 	nn_model   *m = nt_create(&spec, seed);
 
-	perturb(m, seed + 1);
+	nt_perturb(m, seed + 1);
 	return m;
 }
 

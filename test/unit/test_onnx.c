@@ -175,34 +175,6 @@ test_fixture_embedding(void **state)
 	check_fixture("embedding");
 }
 
-/* Biases and statistics away from their initial values. */
-static void
-perturb(nn_model *m, uint64_t seed)
-{
-	const nn_model_spec *spec = nn_model_get_spec(m);
-	nn_rng		rng;
-
-	nn_rng_seed(&rng, seed);
-	for (int i = 0; i < spec->n_layers; i++)
-	{
-		int64_t		ko,
-					kl,
-					bo,
-					bl;
-		int32_t		C;
-		float	   *st = nn_model_layer_state(m, i, &C);
-
-		nn_model_layer_params(m, i, &ko, &kl, &bo, &bl);
-		if (bl > 0)
-			nt_fill(nn_model_params(m) + bo, (size_t) bl, &rng, -0.2f, 0.2f);
-		if (st)
-		{
-			nt_fill(st, (size_t) C, &rng, -0.3f, 0.3f);
-			nt_fill(st + C, (size_t) C, &rng, 0.5f, 2.0f);
-		}
-	}
-}
-
 /* With NNPG_ONNX_OUT set, write an export there for onnx.checker. */
 static void
 keep_export(const char *name, const uint8_t *bytes, size_t len)
@@ -238,7 +210,7 @@ round_trip(const char *name, nn_model_spec spec, int vocab)
 			   *y2;
 	nn_rng		rng;
 
-	perturb(m, 11);
+	nt_perturb(m, 11);
 	nn_rng_seed(&rng, 3);
 	for (size_t i = 0; i < 3 * in; i++)
 		x[i] = vocab ? (float) nn_rng_below(&rng, (uint64_t) vocab) :
