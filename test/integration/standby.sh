@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A streaming hot standby of the test cluster: models written on the primary
 # predict, evaluate and describe themselves identically there, and nn_fit,
-# nn_create, nn_drop and nn_import are refused at once (25006, with a hint),
-# as nn_fit is in a read-only transaction on the primary.
+# nn_create, nn_drop, nn_import, nn_prune and nn_quantize are refused at
+# once (25006, with a hint), as nn_fit is in a read-only transaction on the
+# primary.
 #
 # The primary must be able to stream: when its wal_level, max_wal_senders or
 # pg_hba.conf do not allow it, they are changed for the test (restarting it)
@@ -232,6 +233,8 @@ refused "nn_create" 0.5 \
 	"SELECT nn_create('new_m', '$IT_LAYERS', input_shape => '{50}', seed => 7)"
 refused "nn_drop" 0.5 "SELECT nn_drop('dense_m')"
 refused "nn_import" 0.5 "SELECT nn_import('copy_m', nn_export('dense_m'))"
+refused "nn_prune" 0.5 "SELECT nn_prune('dense_m', 0.5)"
+refused "nn_quantize" 0.5 "SELECT nn_quantize('dense_m')"
 
 # 7. On the primary, a read-only transaction refuses writes too.
 it_expect_error 25006 "nn_fit in a read-only transaction on the primary" -- \
