@@ -565,6 +565,30 @@ nnpg_import(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(stored);
 }
 
+/*
+ * Store model, made from version row of name, as the next version (no
+ * optimizer state, the row's layers and owner); training is the JSON of
+ * its settings, to which from_version and input_shape are added.  SPI must
+ * be connected.
+ */
+static int32
+store_derived(const char *name, const nnpg_model_row *row,
+			  const nn_model *model, StringInfo training)
+{
+	const nn_model_spec *spec = nn_model_get_spec(model);
+	nnpg_model_facts facts;
+
+	appendStringInfo(training, ", \"from_version\": %d, \"input_shape\": %s}",
+					 row->version,
+					 nnpg_shape_to_json(spec->input_rank, spec->input_shape));
+	nnpg_model_facts_of(model, &facts);
+	return nnpg_insert_model(name, true, 0, row->owner,
+							 JsonbPGetDatum(row->layers),
+							 nnpg_jsonb_from_cstring(training->data),
+							 (Datum) 0, true, (Datum) 0, true,
+							 nnpg_serialize_model(model, false), &facts);
+}
+
 /* nn_prune(model, sparsity, version): the version pruned, as the next one */
 PG_FUNCTION_INFO_V1(nnpg_prune);
 Datum
@@ -577,8 +601,6 @@ nnpg_prune(PG_FUNCTION_ARGS)
 	MemoryContext cxt;
 	nnpg_model_row row;
 	nn_model   *model;
-	nnpg_model_facts facts;
-	bytea	   *weights;
 	StringInfoData training;
 	nn_error	err;
 	int32		stored;
@@ -597,19 +619,10 @@ nnpg_prune(PG_FUNCTION_ARGS)
 	model = nnpg_load_named_model(name, version_isnull, version, cxt, &row);
 	memset(&err, 0, sizeof(err));
 	nnpg_check(nn_model_prune(model, sparsity, &err), &err);
-	weights = nnpg_serialize_model(model, false);
-	nnpg_model_facts_of(model, &facts);
 	initStringInfo(&training);
 	appendStringInfo(&training, "{\"pruned\": true, \"sparsity\": ");
 	nnpg_json_number(&training, sparsity);
-	appendStringInfo(&training, ", \"from_version\": %d, \"input_shape\": %s}",
-					 row.version,
-					 nnpg_shape_to_json(nn_model_get_spec(model)->input_rank,
-										nn_model_get_spec(model)->input_shape));
-	stored = nnpg_insert_model(name, true, 0, row.owner,
-							   JsonbPGetDatum(row.layers),
-							   nnpg_jsonb_from_cstring(training.data),
-							   (Datum) 0, true, (Datum) 0, true, weights, &facts);
+	stored = store_derived(name, &row, model, &training);
 	SPI_finish();
 	MemoryContextDelete(cxt);
 	PG_RETURN_INT32(stored);
@@ -683,22 +696,6 @@ read_calibration(const char *query, int32 n_in, calib_rows *c)
 				 errmsg("calibration query returned no rows")));
 }
 
-/* The training settings of a quantized version. */
-static char *
-quantize_settings(const nnpg_model_row *row, const nn_model *model,
-				  int64 calib_rows_n)
-{
-	StringInfoData buf;
-	const nn_model_spec *spec = nn_model_get_spec(model);
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"quantized\": \"int8\", \"calibration_rows\": " INT64_FORMAT
-					 ", \"from_version\": %d, \"input_shape\": %s}",
-					 calib_rows_n, row->version,
-					 nnpg_shape_to_json(spec->input_rank, spec->input_shape));
-	return buf.data;
-}
-
 /* nn_quantize(model, calibration_query, version): the version in int8 */
 PG_FUNCTION_INFO_V1(nnpg_quantize);
 Datum
@@ -712,7 +709,7 @@ nnpg_quantize(PG_FUNCTION_ARGS)
 	nnpg_model_row row;
 	nn_model   *model;
 	calib_rows	calib = {0};
-	nnpg_model_facts facts;
+	StringInfoData training;
 	nn_error	err;
 	int32		stored;
 
@@ -728,12 +725,10 @@ nnpg_quantize(PG_FUNCTION_ARGS)
 		read_calibration(query, (int32) nn_model_input_size(model), &calib);
 	memset(&err, 0, sizeof(err));
 	nnpg_check(nn_model_quantize(model, calib.x, calib.n, &err), &err);
-	nnpg_model_facts_of(model, &facts);
-	stored = nnpg_insert_model(name, true, 0, row.owner,
-							   JsonbPGetDatum(row.layers),
-							   nnpg_jsonb_from_cstring(quantize_settings(&row, model, calib.n)),
-							   (Datum) 0, true, (Datum) 0, true,
-							   nnpg_serialize_model(model, false), &facts);
+	initStringInfo(&training);
+	appendStringInfo(&training, "{\"quantized\": \"int8\", \"calibration_rows\": " INT64_FORMAT,
+					 calib.n);
+	stored = store_derived(name, &row, model, &training);
 	SPI_finish();
 	MemoryContextDelete(cxt);
 	PG_RETURN_INT32(stored);
