@@ -22,54 +22,12 @@
  * Usage: bench_core [repeats]      (make -C test/unit bench)
  * Keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as the machine sets them.
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
 #include <cblas.h>
 
-#include "nn.h"
+#define BENCH_NAME "bench_core"
+#include "bench_util.h"
 
 static int	REPEATS = 5;
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void *
-xmalloc(size_t n)
-{
-	void	   *p = malloc(n);
-
-	if (p == NULL)
-	{
-		fprintf(stderr, "bench_core: out of memory\n");
-		exit(1);
-	}
-	return p;
-}
-
-static void
-fill(float *x, size_t n, nn_rng *rng, float lo, float hi)
-{
-	for (size_t i = 0; i < n; i++)
-		x[i] = lo + (hi - lo) * nn_rng_uniform(rng);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return x < y ? -1 : x > y;
-}
 
 typedef struct stat3
 {
@@ -88,13 +46,6 @@ stats(double *v, int n)
 	s.lo = v[0];
 	s.hi = v[n - 1];
 	return s;
-}
-
-static void
-die(const char *what, const nn_error *err)
-{
-	fprintf(stderr, "bench_core: %s: %s\n", what, err->message);
-	exit(1);
 }
 
 /* ---------- GEMM shapes ---------- */
@@ -199,36 +150,6 @@ time_gemms(const gemm_set *s, int threads, int iters)
 }
 
 /* ---------- models ---------- */
-
-static nn_layer_spec
-layer(nn_layer_kind kind)
-{
-	nn_layer_spec s;
-
-	nn_layer_spec_init(&s, kind);
-	return s;
-}
-
-static nn_layer_spec
-conv(int filters, nn_activation act)
-{
-	nn_layer_spec s = layer(NN_LAYER_CONV2D);
-
-	s.filters = filters;
-	s.kernel[0] = s.kernel[1] = 3;
-	s.activation = act;
-	return s;
-}
-
-static nn_layer_spec
-dense(int units, nn_activation act)
-{
-	nn_layer_spec s = layer(NN_LAYER_DENSE);
-
-	s.units = units;
-	s.activation = act;
-	return s;
-}
 
 typedef struct bench_model
 {
@@ -399,19 +320,7 @@ bench_cnn(int threads, int32_t B)
 	double		train[64];
 	int			it;
 
-	l[0] = layer(NN_LAYER_RESHAPE);
-	l[0].shape_rank = 3;
-	l[0].shape[0] = 28;
-	l[0].shape[1] = 28;
-	l[0].shape[2] = 1;
-	l[1] = conv(32, NN_ACT_RELU);
-	l[2] = layer(NN_LAYER_MAXPOOL2D);
-	l[3] = conv(64, NN_ACT_RELU);
-	l[4] = layer(NN_LAYER_MAXPOOL2D);
-	l[5] = conv(64, NN_ACT_RELU);
-	l[6] = layer(NN_LAYER_FLATTEN);
-	l[7] = dense(64, NN_ACT_RELU);
-	l[8] = dense(10, NN_ACT_SOFTMAX);
+	seed_cnn_layers(l);
 	setup(&bm, l, 9, 1, 784, 0, 0, B, NN_LOSS_SPARSE_CATEGORICAL_CE, false);
 	it = calibrate(time_model(&bm, threads, true, 2), 0.5);
 	for (int r = 0; r < REPEATS; r++)

@@ -30,15 +30,11 @@
  * Usage: bench_qgemm [rounds]        (make -C test/unit bench-qgemm)
  * Run with OPENBLAS_CORETYPE=Haswell OPENBLAS_L2_SIZE=512, as CI does.
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
 #include <cblas.h>
 #include <dnnl.h>
 
-#include "nn.h"
+#define BENCH_NAME "bench_qgemm"
+#include "bench_util.h"
 #include "nn_internal.h"
 #include "qgemm.h"
 
@@ -94,35 +90,6 @@ typedef struct operands
 	float	   *work;
 } operands;
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void *
-xmalloc(size_t n)
-{
-	void	   *p = malloc(n ? n : 1);
-
-	if (p == NULL)
-	{
-		fprintf(stderr, "bench_qgemm: out of memory\n");
-		exit(1);
-	}
-	return p;
-}
-
-static void
-fill(float *x, size_t n, nn_rng *rng, float lo, float hi)
-{
-	for (size_t i = 0; i < n; i++)
-		x[i] = lo + (hi - lo) * nn_rng_uniform(rng);
-}
-
 static void
 check(nn_status st, const nn_error *err)
 {
@@ -131,15 +98,6 @@ check(nn_status st, const nn_error *err)
 		fprintf(stderr, "bench_qgemm: %s\n", err->message);
 		exit(1);
 	}
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return x < y ? -1 : x > y;
 }
 
 /* Random operands (activations in [0, 1], as after relu), quantized. */

@@ -17,12 +17,8 @@
  * Usage: bench_quantize [repeats]   (make -C test/unit bench-quantize)
  * Keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as the machine sets them.
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "nn.h"
+#define BENCH_NAME "bench_quantize"
+#include "bench_util.h"
 
 #define VERSIONS 3
 #define ROUND_S 0.15
@@ -30,107 +26,13 @@
 static int	REPEATS = 7;
 static const char *const names[VERSIONS] = {"float", "weight-only", "calibrated"};
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void
-die(const char *what, const nn_error *err)
-{
-	fprintf(stderr, "bench_quantize: %s: %s\n", what, err->message);
-	exit(1);
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-static nn_layer_spec
-layer(nn_layer_kind kind)
-{
-	nn_layer_spec s;
-
-	nn_layer_spec_init(&s, kind);
-	return s;
-}
-
-static nn_layer_spec
-conv(int filters)
-{
-	nn_layer_spec s = layer(NN_LAYER_CONV2D);
-
-	s.filters = filters;
-	s.kernel[0] = s.kernel[1] = 3;
-	s.activation = NN_ACT_RELU;
-	return s;
-}
-
-static nn_layer_spec
-dense(int units, nn_activation act)
-{
-	nn_layer_spec s = layer(NN_LAYER_DENSE);
-
-	s.units = units;
-	s.activation = act;
-	return s;
-}
-
-static nn_model *
-create(nn_layer_spec *l, int32_t n)
-{
-	nn_model_spec spec;
-	nn_model   *m;
-	nn_error	err;
-
-	memset(&spec, 0, sizeof(spec));
-	spec.n_layers = n;
-	spec.layers = l;
-	spec.input_rank = 1;
-	spec.input_shape[0] = 784;
-	if (nn_model_create(&m, &spec, 42, 0, &nn_malloc_alloc, &err) != NN_OK)
-		die("create", &err);
-	return m;
-}
-
-/* The seed CNN of the README. */
-static nn_model *
-seed_cnn(void)
-{
-	nn_layer_spec l[9];
-
-	l[0] = layer(NN_LAYER_RESHAPE);
-	l[0].shape_rank = 3;
-	l[0].shape[0] = 28;
-	l[0].shape[1] = 28;
-	l[0].shape[2] = 1;
-	l[1] = conv(32);
-	l[2] = layer(NN_LAYER_MAXPOOL2D);
-	l[3] = conv(64);
-	l[4] = layer(NN_LAYER_MAXPOOL2D);
-	l[5] = conv(64);
-	l[6] = layer(NN_LAYER_FLATTEN);
-	l[7] = dense(64, NN_ACT_RELU);
-	l[8] = dense(10, NN_ACT_SOFTMAX);
-	return create(l, 9);
-}
-
 static nn_model *
 wide_mlp(void)
 {
 	nn_layer_spec l[3] = {dense(512, NN_ACT_RELU), dense(512, NN_ACT_RELU),
 	dense(10, NN_ACT_SOFTMAX)};
 
-	return create(l, 3);
+	return create_784(l, 3);
 }
 
 /* Seconds per call of a batch of n rows, over iters calls. */
