@@ -562,6 +562,21 @@ float		nn_model_current_lr(const nn_model *model);
 void		nn_model_scale_lr(nn_model *model, float factor);
 int64_t		nn_model_step_count(const nn_model *model);
 
+/*
+ * Data-parallel training (average.c): move model's parameters, optimizer
+ * slots and layer statistics the fraction weight (in [0, 1]) of the way
+ * to src's, src being a replica of the same model (same spec and
+ * optimizer) trained on other rows: merging replicas one at a time with
+ * weight = src's rows / (rows merged so far + src's rows) gives their
+ * row-weighted mean, and a value both hold stays unchanged bit for bit.
+ * NN_ERR_SPEC for a weight outside [0, 1] or models that do not match
+ * (int8 models are not trained, so not averaged).
+ */
+nn_status	nn_model_average(nn_model *model, const nn_model *src,
+							 double weight, nn_error *err);
+/* Set the optimizer's step count (merged replicas: the steps of all). */
+void		nn_model_set_step(nn_model *model, int64_t step);
+
 /* ---------- introspection (tests, gradient checks) ---------- */
 
 /*
