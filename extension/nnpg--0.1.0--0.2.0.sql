@@ -205,3 +205,75 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION @extschema@.nn_import(text, bytea, integer, text) IS
 'validate nnpg model bytes or an ONNX model (format NULL: detected) and store them as a new version (1 for a new name); returns the version';
+
+/* ---------- data-parallel training: nn_fit's options workers and sync_rows ---------- */
+
+/*
+ * A replica of a model in training: the state of nnpg.nn_train.  A type of
+ * its own, not internal, because Citus ships partial aggregate states
+ * between nodes as text; the text is base64 of its counters and model
+ * bytes.
+ */
+CREATE TYPE nnpg.nn_replica;
+
+CREATE FUNCTION nnpg.nn_replica_in(cstring) RETURNS nnpg.nn_replica
+AS 'MODULE_PATHNAME', 'nnpg_replica_in'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION nnpg.nn_replica_out(nnpg.nn_replica) RETURNS cstring
+AS 'MODULE_PATHNAME', 'nnpg_replica_out'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION nnpg.nn_replica_recv(internal) RETURNS nnpg.nn_replica
+AS 'MODULE_PATHNAME', 'nnpg_replica_recv'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION nnpg.nn_replica_send(nnpg.nn_replica) RETURNS bytea
+AS 'MODULE_PATHNAME', 'nnpg_replica_send'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE nnpg.nn_replica (
+	INPUT = nnpg.nn_replica_in,
+	OUTPUT = nnpg.nn_replica_out,
+	RECEIVE = nnpg.nn_replica_recv,
+	SEND = nnpg.nn_replica_send,
+	INTERNALLENGTH = VARIABLE,
+	STORAGE = external
+);
+
+COMMENT ON TYPE nnpg.nn_replica IS
+'a replica of a model in data-parallel training (nn_fit''s workers): counters and model bytes';
+
+CREATE FUNCTION nnpg.nn_replica_step(state nnpg.nn_replica, model bytea,
+									 teacher bytea, settings jsonb,
+									 training_row record)
+RETURNS nnpg.nn_replica
+AS 'MODULE_PATHNAME', 'nnpg_replica_step'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE FUNCTION nnpg.nn_replica_merge(a nnpg.nn_replica, b nnpg.nn_replica)
+RETURNS nnpg.nn_replica
+AS 'MODULE_PATHNAME', 'nnpg_replica_merge'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE FUNCTION nnpg.nn_replica_final(state nnpg.nn_replica)
+RETURNS nnpg.nn_replica
+AS 'MODULE_PATHNAME', 'nnpg_replica_final'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+/*
+ * nn_fit runs it once per round over its query:
+ * SELECT nnpg.nn_train($1, $2, $3, ROW(q.*)) FROM (query) AS q.
+ */
+CREATE AGGREGATE nnpg.nn_train(model bytea, teacher bytea, settings jsonb,
+							   training_row record) (
+	SFUNC = nnpg.nn_replica_step,
+	STYPE = nnpg.nn_replica,
+	COMBINEFUNC = nnpg.nn_replica_merge,
+	FINALFUNC = nnpg.nn_replica_final,
+	FINALFUNC_MODIFY = READ_WRITE,
+	PARALLEL = SAFE
+);
+
+COMMENT ON AGGREGATE nnpg.nn_train(bytea, bytea, jsonb, record) IS
+'one round of data-parallel nn_fit: trains a replica of the model on the rows, merges replicas by rows trained';

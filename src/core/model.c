@@ -1135,6 +1135,12 @@ nn_model_step_count(const nn_model *m)
 	return m->step;
 }
 
+nn_loss_kind
+nn_model_loss(const nn_model *m)
+{
+	return m->loss;
+}
+
 /* ---------- normalize adaptation ---------- */
 
 /* The first layer whose statistics still come from the data, or -1. */

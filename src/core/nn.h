@@ -561,6 +561,8 @@ nn_status	nn_model_evaluate_batch(nn_model *model, float *pred_out,
 float		nn_model_current_lr(const nn_model *model);
 void		nn_model_scale_lr(nn_model *model, float factor);
 int64_t		nn_model_step_count(const nn_model *model);
+/* The loss set for training (nn_model_set_training, or the bytes). */
+nn_loss_kind nn_model_loss(const nn_model *model);
 
 /*
  * Data-parallel training (average.c): move model's parameters, optimizer

@@ -137,7 +137,6 @@ void
 nnpg_reader_open(nnpg_reader *r, const char *query)
 {
 	TupleDesc	tupdesc;
-	int			min_cols;
 	MemoryContext old;
 	reader_dest *dest;
 
@@ -183,6 +182,21 @@ nnpg_reader_open(nnpg_reader *r, const char *query)
 	dest->pub.mydest = DestNone;
 	dest->reader = r;
 	r->dest = &dest->pub;
+	MemoryContextSwitchTo(old);
+	nnpg_reader_describe(r, tupdesc);
+}
+
+/*
+ * Set up the columns of rows of type tupdesc: kinds, names, and what the
+ * reader needs per row.  Allocates in the reader's context, which the
+ * caller creates (with row_cxt) when the rows come from elsewhere.
+ */
+void
+nnpg_reader_describe(nnpg_reader *r, TupleDesc tupdesc)
+{
+	int			min_cols;
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
 	r->natts = tupdesc->natts;
 	min_cols = 1 + (r->has_key ? 1 : 0) + (r->has_target ? 1 : 0);
 	if (r->natts < min_cols)
@@ -404,26 +418,44 @@ static bool
 reader_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	nnpg_reader *r = ((reader_dest *) self)->reader;
-	MemoryContext old;
 
 	/* nnpg_reader_next keeps its row after the fetch */
 	if (r->hold)
 		slot = ExecCopySlot(r->held, slot);
-	r->row_no++;
-	MemoryContextReset(r->row_cxt);
-	old = MemoryContextSwitchTo(r->row_cxt);
-	if (load_row(r, slot))
+	if (nnpg_reader_take(r, slot))
 	{
-		r->n_rows++;
+		MemoryContext old = MemoryContextSwitchTo(r->row_cxt);
+
 		r->taken++;
 		if (r->fn != NULL)
 			r->fn(r, r->fn_arg);
+		MemoryContextSwitchTo(old);
 	}
-	else
-		r->n_skipped++;
-	MemoryContextSwitchTo(old);
 	/* false would end the fetch and mark the cursor as at its end */
 	return true;
+}
+
+/*
+ * Make slot's row the current one: the next row number, checked and
+ * detoasted into row_cxt (reset first).  False, and counted as skipped,
+ * when it has a NULL and NULLs are skipped.
+ */
+bool
+nnpg_reader_take(nnpg_reader *r, TupleTableSlot *slot)
+{
+	MemoryContext old;
+	bool		usable;
+
+	r->row_no++;
+	MemoryContextReset(r->row_cxt);
+	old = MemoryContextSwitchTo(r->row_cxt);
+	usable = load_row(r, slot);
+	MemoryContextSwitchTo(old);
+	if (usable)
+		r->n_rows++;
+	else
+		r->n_skipped++;
+	return usable;
 }
 
 /*

@@ -77,6 +77,10 @@ typedef struct fit_options
 	bool		have_distill;	/* temperature or distill_alpha given */
 	float		temperature;
 	float		distill_alpha;
+	/* data-parallel training: replicas, and rows between their merges */
+	int32		workers;
+	bool		have_sync_rows;
+	int64		sync_rows;
 } fit_options;
 
 /*
@@ -399,6 +403,11 @@ static const fit_option_def fit_option_table[] =
 	 offsetof(fit_options, have_distill), NULL},
 	{"distill_alpha", FOPT_FLOAT, offsetof(fit_options, distill_alpha),
 	 0, 1, 0, "a number in [0, 1]", offsetof(fit_options, have_distill), NULL},
+	{"workers", FOPT_INT32, offsetof(fit_options, workers),
+	 0, PG_INT32_MAX, 0, "a non-negative integer", -1, NULL},
+	{"sync_rows", FOPT_INT64, offsetof(fit_options, sync_rows),
+	 1, (double) PG_INT64_MAX / 2, 0, "a positive integer",
+	 offsetof(fit_options, have_sync_rows), NULL},
 };
 
 /* The table row of an option key, or NULL. */
@@ -1206,6 +1215,16 @@ typedef struct fit_call
 	int32		epochs_run;
 	double		secs_run;		/* their seconds */
 	bool		stopped_early;
+	/* data-parallel training (options.workers); round_plan NULL: none */
+	SPIPlanPtr	round_plan;		/* the rounds over the training query */
+	SPIPlanPtr	val_plan;		/* evaluation rounds of validation_query */
+	int			guc_level;		/* the planner settings of the rounds */
+	int32		rounds;			/* per epoch */
+	int32		round_threads;	/* nnpg.threads of each replica */
+	int64		buffer_rows;	/* a replica's shuffle buffer */
+	int64		max_replicas;	/* most replicas merged in a round */
+	int64		par_skipped;	/* rows with NULLs skipped in an epoch */
+	bytea	   *teacher_bytes;
 } fit_call;
 
 /* One epoch's figures. */
@@ -1322,6 +1341,21 @@ fit_read_options(const fit_args *a, fit_options *fo)
 	parse_options(a->options, fo);
 	memset(&err, 0, sizeof(err));
 	nnpg_check(nn_optimizer_spec_check(&fo->opt, &err), &err);
+	if (fo->workers > max_parallel_workers)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"workers\" must be at most max_parallel_workers (%d), not %d",
+						max_parallel_workers, fo->workers),
+				 errhint("Raise max_parallel_workers (and max_worker_processes) to train on more workers.")));
+	if (fo->have_sync_rows && fo->workers == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"sync_rows\" needs \"workers\"")));
+	if (fo->have_sync_rows && fo->sync_rows < a->batch)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"sync_rows\" must be at least batch_size (%d), not " INT64_FORMAT,
+						a->batch, fo->sync_rows)));
 }
 
 /* Lock the model name, fetch the version to train and load it, or reset it. */
@@ -1589,6 +1623,204 @@ fit_adapt(fit_call *fc)
 	nnpg_check(nn_model_adapt_finish(fc->model, &err), &err);
 }
 
+/* ---------- data-parallel training: rounds ---------- */
+
+/*
+ * Rows between merges when options.sync_rows is not given: per replica,
+ * 8192, which keeps the accuracy of one backend on the benchmarks (see
+ * doc/scaling.md); fewer merges read the query fewer times.
+ */
+#define DEFAULT_SYNC_ROWS_PER_WORKER 8192
+
+/*
+ * With options.workers, plan the training rounds; false, with a NOTICE,
+ * when the planner would run them in one process, and training then
+ * happens here as without the option.
+ */
+static bool
+fit_plan_rounds(fit_call *fc)
+{
+	bool		parallel;
+
+	if (fc->fo.workers == 0)
+		return false;
+	fc->guc_level = NewGUCNestLevel();
+	fc->round_plan = nnpg_round_prepare(fc->a.query, fc->fo.workers, &parallel);
+	if (!parallel)
+	{
+		SPI_freeplan(fc->round_plan);
+		fc->round_plan = NULL;
+		AtEOXact_GUC(true, fc->guc_level);
+		ereport(NOTICE,
+				(errmsg("training on one backend: the training query cannot run in parallel"),
+				 errdetail("The planner gave the query no parallel workers, for example because it calls a function that is not PARALLEL SAFE or reads a temporary table."),
+				 errhint("Read the rows from a table, or a view of one, with parallel safe expressions.")));
+		return false;
+	}
+	if (fc->a.val_query != NULL)
+		fc->val_plan = nnpg_round_prepare(fc->a.val_query, fc->fo.workers,
+										  &parallel);
+	return true;
+}
+
+/* The number of rows query returns, counted in parallel. */
+static int64
+count_rows(const char *query)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(psprintf("SELECT pg_catalog.count(*) FROM (%s) AS q",
+												   query),
+										  0, NULL, CURSOR_OPT_PARALLEL_OK);
+	bool		isnull;
+	int64		n;
+
+	if (plan == NULL || SPI_execute_plan(plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count the rows of the query");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	SPI_freeplan(plan);
+	return n;
+}
+
+/*
+ * Size the rounds from the query's row count: rounds per epoch, each
+ * replica's threads and shuffle buffer; the training rows are streamed
+ * (for normalize adaptation), never kept here.
+ */
+static void
+fit_size_rounds(fit_call *fc)
+{
+	rowsource  *s = fc->train_src;
+	int32		workers = fc->fo.workers;
+	int64		n = count_rows(fc->a.query);
+	int64		n_train = (int64) ceil((double) n * (1.0 - fc->a.val_split));
+	int64		sync = fc->fo.have_sync_rows ? fc->fo.sync_rows :
+		(int64) DEFAULT_SYNC_ROWS_PER_WORKER * workers;
+	size_t		row_bytes;
+
+	fc->rounds = (int32) Min((n_train + sync - 1) / sync, PG_INT32_MAX);
+	fc->rounds = Max(fc->rounds, 1);
+	fc->round_threads = Max(1, Min(nnpg_threads, nnpg_online_cpus() / workers));
+
+	s->n_in = s->r.n_in;
+	s->y_width = nnpg_reader_target_width(&s->r);
+	s->in_memory = false;
+	row_bytes = sizeof(float) * ((size_t) s->n_in + s->y_width) + sizeof(int64);
+	fc->buffer_rows = Min((n_train + fc->rounds - 1) / fc->rounds,
+						  (int64) (nnpg_data_cache_bytes() / workers / row_bytes));
+	fc->buffer_rows = Max(fc->buffer_rows, fc->a.batch);
+	fc->train.src = s;
+	fc->train.lo = 0;
+	fc->train.hi = PG_INT64_MAX;
+	fc->has_val = fc->a.val_split > 0 || fc->a.val_query != NULL;
+	fc->fs.epoch_rows = n_train;
+	if (fc->teacher)
+		fc->teacher_bytes = nnpg_serialize_model(fc->teacher, false);
+}
+
+/* The settings of round r of epoch e, for the replicas. */
+static Jsonb *
+round_settings(fit_call *fc, int32 e, int32 r, bool evaluate)
+{
+	StringInfoData buf;
+	json_obj	o;
+
+	initStringInfo(&buf);
+	jo_begin(&o, &buf);
+	jo_bool(&o, "evaluate", evaluate);
+	jo_int(&o, "batch_size", fc->a.batch);
+	jo_int(&o, "epoch", e);
+	jo_int(&o, "round", r);
+	jo_int(&o, "rounds", evaluate ? 1 : fc->rounds);
+	jo_int(&o, "seed", fc->a.seed);
+	jo_number(&o, "validation_split", fc->a.val_split, false);
+	/* evaluation rounds take the validation rows, training rounds not */
+	jo_bool(&o, "validation_rows", evaluate);
+	jo_bool(&o, "skip_nulls", fc->fo.skip_nulls);
+	jo_bool(&o, "shuffle", fc->a.shuffle);
+	jo_int(&o, "threads", fc->round_threads);
+	jo_int(&o, "buffer_rows", fc->buffer_rows);
+	jo_float(&o, "temperature", fc->fo.temperature);
+	jo_float(&o, "distill_alpha", fc->fo.distill_alpha);
+	jo_end(&o);
+	return DatumGetJsonbP(nnpg_jsonb_from_cstring(buf.data));
+}
+
+/* Run a round from the current model; add its counters to sum. */
+static void
+fit_round(fit_call *fc, SPIPlanPtr plan, Jsonb *settings,
+		  nnpg_replica_counts *sum)
+{
+	bytea	   *start = nnpg_serialize_model(fc->model, true);
+	bytea	   *flat = nnpg_round_run(plan, start, fc->teacher_bytes, settings);
+	nnpg_replica_counts c;
+	const uint8 *bytes;
+	size_t		len;
+	nn_model   *merged = NULL;
+	nn_error	err;
+
+	pfree(start);
+	if (flat == NULL)
+		return;					/* no replica had a row */
+	nnpg_replica_read(flat, &c, &bytes, &len);
+	if (c.trained > 0)
+	{
+		memset(&err, 0, sizeof(err));
+		nnpg_check(nn_model_deserialize(&merged, bytes, len,
+										nnpg_max_model_bytes(), fc->alloc,
+										nnpg_crc32c, &err), &err);
+		nn_model_free(fc->model);
+		fc->model = fc->fs.model = merged;
+	}
+	pfree(flat);
+	sum->rows += c.rows;
+	sum->correct += c.correct;
+	sum->loss_sum += c.loss_sum;
+	sum->skipped += c.skipped;
+	fc->max_replicas = Max(fc->max_replicas, c.replicas);
+}
+
+/* Epoch e in rounds of replicas, then their evaluation of the validation rows. */
+static void
+fit_epoch_rounds(fit_call *fc, int32 e, epoch_result *er)
+{
+	nnpg_replica_counts t;
+	nnpg_replica_counts v;
+
+	memset(&t, 0, sizeof(t));
+	for (int32 r = 0; r < fc->rounds; r++)
+	{
+		fit_round(fc, fc->round_plan, round_settings(fc, e, r, false), &t);
+		nnpg_progress_rows(t.rows, t.loss_sum / (double) Max(t.rows, 1));
+	}
+	if (t.rows == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("query returned no rows to train on")));
+	fc->train.hi = t.rows;
+	fc->par_skipped = t.skipped;
+	er->loss = t.loss_sum / (double) t.rows;
+	if (fc->classification)
+		er->acc = (double) t.correct / (double) t.rows;
+	if (!fc->has_val)
+		return;
+
+	memset(&v, 0, sizeof(v));
+	nnpg_progress_phase(NNPG_PHASE_VALIDATING, e, -1);
+	fit_round(fc, fc->val_plan ? fc->val_plan : fc->round_plan,
+			  round_settings(fc, e, 0, true), &v);
+	if (v.rows == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("%s returned no rows", fc->val_plan ?
+						"validation query" : "validation_split left no validation")));
+	fc->val.lo = 0;
+	fc->val.hi = v.rows;
+	er->vloss = v.loss_sum / (double) v.rows;
+	if (fc->classification)
+		er->vacc = (double) v.correct / (double) v.rows;
+}
+
 /* Zero the running sums of an epoch's pass. */
 static void
 reset_sums(fit_state *fs)
@@ -1614,6 +1846,12 @@ fit_epoch(fit_call *fc, int32 e, epoch_result *er)
 	fs->noticed = 0;
 	reset_sums(fs);
 	nnpg_progress_phase(NNPG_PHASE_TRAINING, e, fs->epoch_rows);
+	if (fc->round_plan)
+	{
+		fit_epoch_rounds(fc, e, er);
+		er->secs = seconds_since(start);
+		return;
+	}
 	train_epoch(fs, &fc->train);
 	er->loss = fs->loss_sum / (double) Max(fs->seen, 1);
 	if (fc->classification)
@@ -1688,6 +1926,10 @@ epoch_notice(fit_call *fc, const epoch_result *er)
 		if (fc->classification)
 			appendStringInfo(&msg, " val_accuracy=%.4f", er->vacc);
 	}
+	if (fc->round_plan)
+		appendStringInfo(&msg, " [%d round%s, " INT64_FORMAT " replica%s]",
+						 fc->rounds, fc->rounds == 1 ? "" : "s",
+						 fc->max_replicas, fc->max_replicas == 1 ? "" : "s");
 	appendStringInfo(&msg, " (%.1f s", er->secs);
 	if (er->epoch < fc->a.epochs)
 		appendStringInfo(&msg, ", eta %.0f s",
@@ -1794,11 +2036,10 @@ fit_run_epochs(fit_call *fc)
 static void
 fit_report_skipped(fit_call *fc)
 {
-	int64		skipped = fc->train_src->r.n_skipped +
+	int64		skipped = fc->train_src->r.n_skipped + fc->par_skipped +
 		(fc->val_src ? fc->val_src->r.n_skipped : 0);
 
-	if (fc->a.verbose && (fc->train_src->r.n_skipped > 0 ||
-						  (fc->val_src && fc->val_src->r.n_skipped > 0)))
+	if (fc->a.verbose && skipped > 0)
 		ereport(NOTICE,
 				(errmsg("skipped " INT64_FORMAT " rows with null values",
 						skipped)));
@@ -1922,7 +2163,10 @@ nnpg_fit(PG_FUNCTION_ARGS)
 	fit_prepare_model(&fc);
 	fit_load_teacher(&fc);
 	fit_init_state(&fc);
-	fit_load_data(&fc);
+	if (fit_plan_rounds(&fc))
+		fit_size_rounds(&fc);
+	else
+		fit_load_data(&fc);
 	fit_adapt(&fc);
 
 	/* run */
@@ -1932,6 +2176,8 @@ nnpg_fit(PG_FUNCTION_ARGS)
 	fit_report_skipped(&fc);
 	nnpg_progress_phase(NNPG_PHASE_STORING, 0, -1);
 	fit_store(&fc);
+	if (fc.round_plan)
+		AtEOXact_GUC(true, fc.guc_level);
 	fit_close_sources(&fc);
 	nnpg_progress_end();
 	MemoryContextSwitchTo(oldcxt);

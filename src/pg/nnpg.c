@@ -30,8 +30,8 @@ int			nnpg_model_cache_mb = 256;
 void		_PG_init(void);
 
 /* Online CPUs, the default of nnpg.threads. */
-static int
-online_cpus(void)
+int
+nnpg_online_cpus(void)
 {
 	long		n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -58,16 +58,22 @@ static int	threads_applied = 0;
 void
 nnpg_apply_threads(void)
 {
-	if (threads_applied != nnpg_threads)
+	nnpg_apply_thread_count(nnpg_threads);
+}
+
+void
+nnpg_apply_thread_count(int n)
+{
+	if (threads_applied != n)
 	{
 		sigset_t	all,
 					old;
 
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
-		nn_set_threads(nnpg_threads);
+		nn_set_threads(n);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		threads_applied = nnpg_threads;
+		threads_applied = n;
 	}
 }
 
@@ -79,7 +85,7 @@ _PG_init(void)
 							"Threads used by the nnpg math kernels.",
 							NULL,
 							&nnpg_threads,
-							online_cpus(), 1, 256,
+							nnpg_online_cpus(), 1, 256,
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);

@@ -13,6 +13,7 @@
  *				nn_confusion_matrix
  *	manage.c	nn_create, nn_summary, nn_history, nn_drop, nn_export,
  *				nn_import
+ *	parallel.c	the replica aggregate of data-parallel nn_fit, its rounds
  */
 #ifndef NNPG_H
 #define NNPG_H
@@ -35,6 +36,10 @@ extern int	nnpg_model_cache_mb;
 
 /* Apply nnpg.threads in this backend; every entry point calls it. */
 extern void nnpg_apply_threads(void);
+/* CPUs online, the default of nnpg.threads. */
+extern int	nnpg_online_cpus(void);
+/* Use n threads from now on (a replica's share of the cores). */
+extern void nnpg_apply_thread_count(int n);
 
 /* Byte budget handed to the core (nnpg.max_model_mb). */
 extern size_t nnpg_max_model_bytes(void);
@@ -235,6 +240,10 @@ typedef struct nnpg_reader
 extern void nnpg_reader_open(nnpg_reader *r, const char *query);
 extern void nnpg_reader_rewind(nnpg_reader *r);
 extern void nnpg_reader_close(nnpg_reader *r);
+/* Columns of rows of type tupdesc (open does it for the query's rows). */
+extern void nnpg_reader_describe(nnpg_reader *r, TupleDesc tupdesc);
+/* Make a row from elsewhere current; false when skipped for a NULL. */
+extern bool nnpg_reader_take(nnpg_reader *r, TupleTableSlot *slot);
 /* Advance to the next usable row and keep it current; false at the end. */
 extern bool nnpg_reader_next(nnpg_reader *r);
 /*
@@ -344,5 +353,34 @@ extern bool nnpg_training_loss(Jsonb *training, nn_loss_kind *loss);
 
 extern char *nnpg_text_to_cstring_arg(FunctionCallInfo fcinfo, int argno,
 									  const char *argname);
+
+/* ---------- parallel.c ---------- */
+
+/* What a replica (or the merge of several) did in a round. */
+typedef struct nnpg_replica_counts
+{
+	int64		rows;			/* rows trained on or evaluated */
+	int64		trained;		/* rows trained on: the merge's weight */
+	int64		steps;			/* optimizer steps */
+	int64		correct;		/* correctly classified rows */
+	int64		skipped;		/* rows with NULLs skipped */
+	int64		replicas;		/* replicas merged */
+	int64		base_step;		/* the model's step count at the start */
+	double		loss_sum;
+} nnpg_replica_counts;
+
+/* A round's result: its counters and the merged model's bytes. */
+extern void nnpg_replica_read(const bytea *flat, nnpg_replica_counts *c,
+							  const uint8 **model, size_t *len);
+/*
+ * The round statement over query, planned for workers parallel workers
+ * (the settings stay until the caller's GUC nest level ends); *parallel
+ * when its plan trains in more than one process.
+ */
+extern SPIPlanPtr nnpg_round_prepare(const char *query, int32 workers,
+									 bool *parallel);
+/* Run a round; the merged replica, or NULL when no replica took a row. */
+extern bytea *nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher,
+							 Jsonb *settings);
 
 #endif							/* NNPG_H */

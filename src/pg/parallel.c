@@ -1,0 +1,1015 @@
+/*
+ * parallel.c: data-parallel training, the aggregate that trains replicas
+ * and the rounds nn_fit runs it in (options "workers" and "sync_rows").
+ *
+ * nnpg.nn_train(model bytea, teacher bytea, round jsonb, row record) is an
+ * aggregate whose state is a replica of the model: its transition function
+ * collects the rows it sees into batches and steps the optimizer, its
+ * combine function merges two replicas (nn_model_average: the mean of
+ * parameters, optimizer state and statistics, weighted by the rows each
+ * trained on), and its final function returns the merged replica.  nn_fit
+ * runs it once per round over its query:
+ *
+ *     SELECT nnpg.nn_train($1, $2, $3, ROW(q.*)) FROM (query) AS q
+ *
+ * so that the planner runs it as a Partial Aggregate in each parallel
+ * worker under a Gather, and Citus as worker_partial_agg on every shard of
+ * a distributed table, with the merge in the leader or the coordinator.
+ * The next round starts from the merged model.
+ *
+ * The state is a type of its own, nnpg.nn_replica, not internal: Citus
+ * ships partial states as the text of the type's output function and
+ * refuses internal ones.  In memory it is an expanded object, as
+ * PostgreSQL's arrays have: the deserialized model, the rows waiting in
+ * the shuffle buffer and the counters, updated in place.  Its flat form
+ * (what a parallel worker sends back, and the bytes behind the text and
+ * binary forms) is a header of counters and the model bytes with their
+ * optimizer state; the text form is that in base64.  A replica trains the
+ * rows still in its buffer before it is flattened, merged or finalized.
+ *
+ * Rows: every round reads the whole query, and a row belongs to round r
+ * of an epoch's R rounds when a hash of its values, seeded per epoch, is r
+ * modulo R, so each epoch trains on every row once, in a new partition.
+ * With validation_split, rows whose hash under the fit's seed falls in
+ * the split are validation rows (a parallel scan has no row order to take
+ * the last ones from); they are evaluated by the same aggregate in
+ * evaluation rounds, which merge counters and leave the model as it is.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <unistd.h>
+
+#include "access/htup_details.h"
+#include "access/parallel.h"
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "nodes/extensible.h"
+#include "nodes/plannodes.h"
+#include "port/pg_bswap.h"
+#include "utils/builtins.h"
+#include "utils/expandeddatum.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/typcache.h"
+
+#include "nnpg.h"
+
+/* ---------- the state: counters, flat and expanded forms ---------- */
+
+#define REPLICA_MAGIC	0x4E4E5250	/* "NNRP" */
+#define REPLICA_VERSION 1
+/* magic, version, then the counters as eight 8-byte big-endian fields */
+#define REPLICA_HEADER	(2 * 4 + 8 * 8)
+
+/* A round's settings, from the round jsonb. */
+typedef struct round_settings
+{
+	bool		evaluate;		/* evaluate the selected rows, do not train */
+	int32		batch;
+	int32		epoch;
+	int32		round;			/* 0-based */
+	int32		rounds;
+	int64		seed;
+	double		validation_split;	/* > 0: hashed validation rows */
+	bool		validation_rows;	/* select them (evaluate mode) */
+	bool		skip_nulls;
+	bool		shuffle;
+	int32		threads;
+	int64		buffer_rows;	/* shuffle buffer bound */
+	float		temperature;
+	float		distill_alpha;
+} round_settings;
+
+/* An expanded replica. */
+typedef struct replica
+{
+	ExpandedObjectHeader hdr;	/* first: its context is the replica's */
+	nnpg_replica_counts c;
+	nn_model   *model;
+	bool		training;		/* set up to take rows (transition calls) */
+	bytea	   *flat;			/* the flat form, while it is current */
+	/* the rest is for taking rows */
+	round_settings s;
+	nn_model   *teacher;
+	nnpg_reader r;
+	Oid			row_type;
+	int32		row_typmod;
+	TupleTableSlot *slot;
+	HeapTupleHeader row;		/* the row being read, for error context */
+	nn_rng		rng;
+	int32		n_in;
+	int32		y_width;
+	float	   *x;				/* (n_in) the row, converted */
+	float	   *y;				/* (y_width) */
+	/* shuffle buffer: filled rows of cap (grown up to buffer_rows) */
+	int64		cap;
+	int64		filled;
+	float	   *bx;
+	float	   *by;
+	int64	   *brow;
+	/* the batch being built */
+	int32		k;
+	float	   *xbuf;
+	float	   *ybuf;
+	int64	   *slot_row;
+} replica;
+
+static Size replica_get_flat_size(ExpandedObjectHeader *eohptr);
+static void replica_flatten_into(ExpandedObjectHeader *eohptr, void *result,
+								 Size allocated_size);
+
+static const ExpandedObjectMethods replica_methods =
+{
+	replica_get_flat_size,
+	replica_flatten_into
+};
+
+static void
+put64(char *p, uint64 v)
+{
+	v = pg_hton64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint64
+get64(const char *p)
+{
+	uint64		v;
+
+	memcpy(&v, p, 8);
+	return pg_ntoh64(v);
+}
+
+static uint64
+double_bits(double d)
+{
+	uint64		u;
+
+	memcpy(&u, &d, 8);
+	return u;
+}
+
+static double
+bits_double(uint64 u)
+{
+	double		d;
+
+	memcpy(&d, &u, 8);
+	return d;
+}
+
+static void bad_replica(const char *why) pg_attribute_noreturn();
+
+static void
+bad_replica(const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invalid nn_replica value: %s", why)));
+	pg_unreachable();
+}
+
+/*
+ * Read a flat replica's header into *c and point at its model bytes;
+ * checks the header, not the model (nn_model_deserialize does).
+ */
+static void
+read_flat(const char *data, Size len, nnpg_replica_counts *c,
+		  const uint8 **model, size_t *model_len)
+{
+	uint32		magic,
+				version;
+
+	if (len < REPLICA_HEADER)
+		bad_replica("too short");
+	memcpy(&magic, data, 4);
+	memcpy(&version, data + 4, 4);
+	if (pg_ntoh32(magic) != REPLICA_MAGIC)
+		bad_replica("bad magic number");
+	if (pg_ntoh32(version) != REPLICA_VERSION)
+		bad_replica("unknown version");
+	data += 8;
+	c->rows = (int64) get64(data);
+	c->trained = (int64) get64(data + 8);
+	c->steps = (int64) get64(data + 16);
+	c->correct = (int64) get64(data + 24);
+	c->skipped = (int64) get64(data + 32);
+	c->replicas = (int64) get64(data + 40);
+	c->base_step = (int64) get64(data + 48);
+	c->loss_sum = bits_double(get64(data + 56));
+	if (c->rows < 0 || c->trained < 0 || c->trained > c->rows ||
+		c->steps < 0 || c->correct < 0 || c->correct > c->rows ||
+		c->skipped < 0 || c->replicas < 1 || c->base_step < 0 ||
+		!isfinite(c->loss_sum))
+		bad_replica("bad counters");
+	*model = (const uint8 *) data + 64;
+	*model_len = len - REPLICA_HEADER;
+}
+
+/* Write the header of c at data. */
+static void
+write_header(char *data, const nnpg_replica_counts *c)
+{
+	uint32		magic = pg_hton32(REPLICA_MAGIC);
+	uint32		version = pg_hton32(REPLICA_VERSION);
+
+	memcpy(data, &magic, 4);
+	memcpy(data + 4, &version, 4);
+	data += 8;
+	put64(data, (uint64) c->rows);
+	put64(data + 8, (uint64) c->trained);
+	put64(data + 16, (uint64) c->steps);
+	put64(data + 24, (uint64) c->correct);
+	put64(data + 32, (uint64) c->skipped);
+	put64(data + 40, (uint64) c->replicas);
+	put64(data + 48, (uint64) c->base_step);
+	put64(data + 56, double_bits(c->loss_sum));
+}
+
+/* A new, empty expanded replica in a context of its own under parent. */
+static replica *
+replica_new(MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "nnpg replica",
+											  ALLOCSET_DEFAULT_SIZES);
+	replica    *rp = MemoryContextAllocZero(cxt, sizeof(replica));
+
+	EOH_init_header(&rp->hdr, &replica_methods, cxt);
+	return rp;
+}
+
+/* Deserialize model bytes into the replica's context. */
+static nn_model *
+load_into(replica *rp, const uint8 *bytes, size_t len)
+{
+	nn_model   *m = NULL;
+	nn_error	err;
+
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_deserialize(&m, bytes, len, nnpg_max_model_bytes(),
+									nnpg_alloc_create(rp->hdr.eoh_context),
+									nnpg_crc32c, &err), &err);
+	return m;
+}
+
+/* An expanded replica of a flat one, in parent. */
+static replica *
+expand_flat(const bytea *flat, MemoryContext parent)
+{
+	replica    *rp = replica_new(parent);
+	const uint8 *bytes;
+	size_t		len;
+
+	read_flat(VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), &rp->c, &bytes, &len);
+	rp->model = load_into(rp, bytes, len);
+	return rp;
+}
+
+/*
+ * The replica a state datum holds: itself when it is our read-write
+ * expanded object, else an expanded copy in parent.
+ */
+static replica *
+replica_of(Datum d, MemoryContext parent)
+{
+	if (VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(d)))
+	{
+		ExpandedObjectHeader *eoh = DatumGetEOHP(d);
+
+		if (eoh->eoh_methods != &replica_methods)
+			bad_replica("not a replica");
+		if (VARATT_IS_EXTERNAL_EXPANDED_RW(DatumGetPointer(d)))
+			return (replica *) eoh;
+		/* a read-only reference: flatten it and expand a copy */
+		{
+			Size		size = EOH_get_flat_size(eoh);
+			bytea	   *flat = palloc(size);
+
+			EOH_flatten_into(eoh, flat, size);
+			return expand_flat(flat, parent);
+		}
+	}
+	return expand_flat(DatumGetByteaPP(d), parent);
+}
+
+/* ---------- taking rows ---------- */
+
+/* Error context of a replica at work: where, and the row being read. */
+static void
+replica_error_callback(void *arg)
+{
+	replica    *rp = (replica *) arg;
+
+	if (rp->row != NULL)
+	{
+		char	   *s = OidOutputFunctionCall(F_RECORD_OUT,
+												 PointerGetDatum(rp->row));
+
+		if (strlen(s) > 200)
+			strcpy(s + 190, "...)");
+		errcontext("row %s of this replica's share", s);
+	}
+	errcontext("%s a replica of the model in round %d of %d of epoch %d",
+			   rp->s.evaluate ? "evaluating" : "training",
+			   rp->s.round + 1, rp->s.rounds, rp->s.epoch);
+}
+
+/* A number the round settings must have. */
+static double
+setting_number(Jsonb *s, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+	double		d;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&s->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("round settings lack \"%s\"", key)));
+	if (v->type == jbvBool)
+		return v->val.boolean ? 1 : 0;
+	if (!nnpg_jsonb_number(v, &d) || !isfinite(d))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("round setting \"%s\" is not valid", key)));
+	return d;
+}
+
+/* Read the round settings (made by nnpg_round_settings) into s. */
+static void
+read_settings(Jsonb *j, round_settings *s)
+{
+	s->evaluate = setting_number(j, "evaluate") != 0;
+	s->batch = (int32) setting_number(j, "batch_size");
+	s->epoch = (int32) setting_number(j, "epoch");
+	s->round = (int32) setting_number(j, "round");
+	s->rounds = (int32) setting_number(j, "rounds");
+	s->seed = (int64) setting_number(j, "seed");
+	s->validation_split = setting_number(j, "validation_split");
+	s->validation_rows = setting_number(j, "validation_rows") != 0;
+	s->skip_nulls = setting_number(j, "skip_nulls") != 0;
+	s->shuffle = setting_number(j, "shuffle") != 0;
+	s->threads = (int32) setting_number(j, "threads");
+	s->buffer_rows = (int64) setting_number(j, "buffer_rows");
+	s->temperature = (float) setting_number(j, "temperature");
+	s->distill_alpha = (float) setting_number(j, "distill_alpha");
+	if (s->batch < 1 || s->rounds < 1 || s->round < 0 ||
+		s->round >= s->rounds || s->threads < 1 || s->buffer_rows < 1 ||
+		!(s->validation_split >= 0 && s->validation_split < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("round settings are not valid")));
+}
+
+/* Set a new replica up to take rows of the given type. */
+static void
+replica_setup(replica *rp, FunctionCallInfo fcinfo, HeapTupleHeader row)
+{
+	MemoryContext old = MemoryContextSwitchTo(rp->hdr.eoh_context);
+	round_settings *s = &rp->s;
+	nn_error	err;
+	TupleDesc	desc;
+	size_t		batch;
+
+	read_settings(PG_GETARG_JSONB_P(3), s);
+	nnpg_apply_thread_count(s->threads);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_prepare(rp->model, s->batch, true,
+								nnpg_max_model_bytes(), &err), &err);
+	if (!PG_ARGISNULL(2) && !s->evaluate)
+	{
+		bytea	   *t = PG_GETARG_BYTEA_PP(2);
+
+		rp->teacher = load_into(rp, (const uint8 *) VARDATA_ANY(t),
+								VARSIZE_ANY_EXHDR(t));
+		nnpg_check(nn_model_prepare(rp->teacher, s->batch, false,
+									nnpg_max_model_bytes(), &err), &err);
+		nnpg_check(nn_model_set_teacher(rp->model, rp->teacher, s->temperature,
+										s->distill_alpha, &err), &err);
+	}
+	nn_rng_seed(&rp->rng, (uint64) s->seed ^
+				hash_bytes_uint32((uint32) (s->epoch * 65599 + s->round)) ^
+				((uint64) (ParallelWorkerNumber >= 0 ? ParallelWorkerNumber :
+						   MyProcPid) << 32));
+
+	/* the reader converts and checks the rows' columns */
+	rp->row_type = HeapTupleHeaderGetTypeId(row);
+	rp->row_typmod = HeapTupleHeaderGetTypMod(row);
+	desc = lookup_rowtype_tupdesc_copy(rp->row_type, rp->row_typmod);
+	rp->r.label = "query";
+	rp->r.has_target = true;
+	rp->r.skip_nulls = s->skip_nulls;
+	rp->r.n_in = (int32) nn_model_input_size(rp->model);
+	rp->r.cxt = rp->hdr.eoh_context;
+	rp->r.row_cxt = AllocSetContextCreate(rp->hdr.eoh_context, "nnpg replica row",
+										  ALLOCSET_DEFAULT_SIZES);
+	nnpg_reader_describe(&rp->r, desc);
+	nnpg_target_setup(&rp->r, rp->model, nn_model_loss(rp->model));
+	rp->slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+
+	rp->n_in = rp->r.n_in;
+	rp->y_width = nnpg_reader_target_width(&rp->r);
+	batch = (size_t) s->batch;
+	rp->x = palloc(sizeof(float) * rp->n_in);
+	rp->y = palloc(sizeof(float) * rp->y_width);
+	rp->xbuf = MemoryContextAllocHuge(rp->hdr.eoh_context,
+									  sizeof(float) * batch * rp->n_in);
+	rp->ybuf = palloc(sizeof(float) * batch * rp->y_width);
+	rp->slot_row = palloc(sizeof(int64) * batch);
+	rp->training = true;
+	MemoryContextSwitchTo(old);
+}
+
+/* Train on (or evaluate) the batch built so far. */
+static void
+run_batch(replica *rp)
+{
+	double		loss_sum = 0;
+	int64_t		correct = 0;
+	nn_error	err;
+
+	if (rp->k == 0)
+		return;
+	CHECK_FOR_INTERRUPTS();
+	memset(&err, 0, sizeof(err));
+	if (rp->s.evaluate)
+		nnpg_check_rows(nn_model_evaluate_batch(rp->model, NULL, rp->xbuf,
+												rp->ybuf, rp->k,
+												nn_model_loss(rp->model),
+												NULL, 0, &loss_sum, &correct,
+												&err), &err, rp->slot_row);
+	else
+	{
+		nnpg_check_rows(nn_model_train_batch(rp->model, rp->xbuf, rp->ybuf,
+											 rp->k, &rp->rng, &loss_sum,
+											 &correct, &err), &err, rp->slot_row);
+		rp->c.steps++;
+		rp->c.trained += rp->k;
+	}
+	rp->c.rows += rp->k;
+	rp->c.loss_sum += loss_sum;
+	rp->c.correct += correct;
+	rp->k = 0;
+}
+
+/* Put a row (x, y, its number) into the batch; run it when full. */
+static void
+batch_put(replica *rp, const float *x, const float *y, int64 row_no)
+{
+	memcpy(rp->xbuf + (size_t) rp->k * rp->n_in, x, sizeof(float) * rp->n_in);
+	memcpy(rp->ybuf + (size_t) rp->k * rp->y_width, y,
+		   sizeof(float) * rp->y_width);
+	rp->slot_row[rp->k++] = row_no;
+	if (rp->k == rp->s.batch)
+		run_batch(rp);
+}
+
+/* Grow the shuffle buffer (doubling, up to buffer_rows); false when full. */
+static bool
+grow_buffer(replica *rp)
+{
+	int64		cap = Min(Max(rp->cap * 2, 1024), rp->s.buffer_rows);
+	MemoryContext cxt = rp->hdr.eoh_context;
+
+	if (cap <= rp->cap)
+		return false;
+	if (rp->bx == NULL)
+	{
+		rp->bx = MemoryContextAllocHuge(cxt, sizeof(float) * cap * rp->n_in);
+		rp->by = MemoryContextAllocHuge(cxt, sizeof(float) * cap * rp->y_width);
+		rp->brow = MemoryContextAllocHuge(cxt, sizeof(int64) * cap);
+	}
+	else
+	{
+		rp->bx = repalloc_huge(rp->bx, sizeof(float) * cap * rp->n_in);
+		rp->by = repalloc_huge(rp->by, sizeof(float) * cap * rp->y_width);
+		rp->brow = repalloc_huge(rp->brow, sizeof(int64) * cap);
+	}
+	rp->cap = cap;
+	return true;
+}
+
+/*
+ * Keep the current row in the shuffle buffer; once the buffer is full, a
+ * random buffered row goes to the batch and the new one takes its place.
+ */
+static void
+buffer_put(replica *rp)
+{
+	int64		j;
+
+	if (rp->filled < rp->cap || grow_buffer(rp))
+		j = rp->filled++;
+	else
+	{
+		j = (int64) nn_rng_below(&rp->rng, (uint64) rp->cap);
+		batch_put(rp, rp->bx + j * rp->n_in, rp->by + j * rp->y_width,
+				  rp->brow[j]);
+	}
+	memcpy(rp->bx + j * rp->n_in, rp->x, sizeof(float) * rp->n_in);
+	memcpy(rp->by + j * rp->y_width, rp->y, sizeof(float) * rp->y_width);
+	rp->brow[j] = rp->r.row_no;
+}
+
+/* Does the current row (in x, y) belong to this round's rows? */
+static bool
+row_selected(replica *rp)
+{
+	const round_settings *s = &rp->s;
+	uint64		h;
+
+	if (s->validation_split > 0)
+	{
+		/* the fit's seed: the same validation rows in every epoch */
+		h = hash_bytes_extended((const unsigned char *) rp->x,
+								sizeof(float) * rp->n_in, (uint64) s->seed);
+		h = hash_bytes_extended((const unsigned char *) rp->y,
+								sizeof(float) * rp->y_width, h);
+		if (((double) (h >> 11) * 0x1.0p-53 < s->validation_split) !=
+			s->validation_rows)
+			return false;
+	}
+	else if (s->validation_rows)
+		return true;			/* a validation query: all its rows */
+	if (s->evaluate)
+		return true;
+	h = hash_bytes_extended((const unsigned char *) rp->x,
+							sizeof(float) * rp->n_in,
+							(uint64) s->seed * 31 + (uint64) s->epoch);
+	h = hash_bytes_extended((const unsigned char *) rp->y,
+							sizeof(float) * rp->y_width, h);
+	return h % (uint64) s->rounds == (uint64) s->round;
+}
+
+/* Take one row of the aggregate's input. */
+static void
+replica_take(replica *rp, HeapTupleHeader row)
+{
+	HeapTupleData tuple;
+	bool		taken = false;
+
+	if (HeapTupleHeaderGetTypeId(row) != rp->row_type ||
+		HeapTupleHeaderGetTypMod(row) != rp->row_typmod)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("rows of a replica must all be of one row type")));
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+	ExecStoreHeapTuple(&tuple, rp->slot, false);
+	rp->row = row;
+	if (nnpg_reader_take(&rp->r, rp->slot))
+	{
+		nnpg_reader_features(&rp->r, rp->x);
+		nnpg_reader_target(&rp->r, rp->y);
+		taken = true;
+	}
+	else
+		rp->c.skipped++;
+	rp->row = NULL;
+	ExecClearTuple(rp->slot);
+	if (!taken || !row_selected(rp))
+		return;
+	rp->flat = NULL;
+	if (rp->s.evaluate || !rp->s.shuffle)
+		batch_put(rp, rp->x, rp->y, rp->r.row_no);
+	else
+		buffer_put(rp);
+}
+
+/* Train the rows still buffered, in random order, and the last batch. */
+static void
+replica_finish(replica *rp)
+{
+	ErrorContextCallback cb;
+
+	if (!rp->training || (rp->filled == 0 && rp->k == 0))
+		return;
+	cb.callback = replica_error_callback;
+	cb.arg = rp;
+	cb.previous = error_context_stack;
+	error_context_stack = &cb;
+	for (int64 i = rp->filled; i > 0; i--)
+	{
+		int64		j = (int64) nn_rng_below(&rp->rng, (uint64) i);
+
+		batch_put(rp, rp->bx + j * rp->n_in, rp->by + j * rp->y_width,
+				  rp->brow[j]);
+		/* the last buffered row fills the hole */
+		memcpy(rp->bx + j * rp->n_in, rp->bx + (i - 1) * rp->n_in,
+			   sizeof(float) * rp->n_in);
+		memcpy(rp->by + j * rp->y_width, rp->by + (i - 1) * rp->y_width,
+			   sizeof(float) * rp->y_width);
+		rp->brow[j] = rp->brow[i - 1];
+	}
+	rp->filled = 0;
+	run_batch(rp);
+	error_context_stack = cb.previous;
+	rp->flat = NULL;
+}
+
+/* ---------- flattening ---------- */
+
+/* The flat form, made once while the replica does not change. */
+static bytea *
+replica_flat(replica *rp)
+{
+	size_t		len;
+	bytea	   *flat;
+	nn_error	err;
+
+	replica_finish(rp);
+	if (rp->flat != NULL)
+		return rp->flat;
+	len = nn_model_serialized_size(rp->model, true);
+	if (len > MaxAllocSize - VARHDRSZ - REPLICA_HEADER)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("model of %zu bytes is too large for a replica", len)));
+	flat = MemoryContextAlloc(rp->hdr.eoh_context,
+							  VARHDRSZ + REPLICA_HEADER + len);
+	SET_VARSIZE(flat, VARHDRSZ + REPLICA_HEADER + len);
+	write_header(VARDATA(flat), &rp->c);
+	memset(&err, 0, sizeof(err));
+	nnpg_check(nn_model_serialize(rp->model,
+								  (uint8 *) VARDATA(flat) + REPLICA_HEADER,
+								  len, true, nnpg_crc32c, &err), &err);
+	rp->flat = flat;
+	return flat;
+}
+
+static Size
+replica_get_flat_size(ExpandedObjectHeader *eohptr)
+{
+	return VARSIZE(replica_flat((replica *) eohptr));
+}
+
+static void
+replica_flatten_into(ExpandedObjectHeader *eohptr, void *result,
+					 Size allocated_size)
+{
+	bytea	   *flat = replica_flat((replica *) eohptr);
+
+	Assert(allocated_size == VARSIZE(flat));
+	memcpy(result, flat, VARSIZE(flat));
+}
+
+/* A state datum's flat form (palloc'd, or the datum itself). */
+static bytea *
+flat_of(Datum d)
+{
+	if (VARATT_IS_EXTERNAL_EXPANDED(DatumGetPointer(d)))
+	{
+		ExpandedObjectHeader *eoh = DatumGetEOHP(d);
+
+		if (eoh->eoh_methods != &replica_methods)
+			bad_replica("not a replica");
+		return replica_flat((replica *) eoh);
+	}
+	return DatumGetByteaPP(d);
+}
+
+/* ---------- the aggregate's functions ---------- */
+
+static MemoryContext
+agg_context(FunctionCallInfo fcinfo, const char *fn)
+{
+	MemoryContext cxt;
+
+	if (!AggCheckCallContext(fcinfo, &cxt))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s can only be called as part of an aggregate", fn)));
+	return cxt;
+}
+
+/* nn_replica_step(state, model, teacher, round, row): take a row. */
+PG_FUNCTION_INFO_V1(nnpg_replica_step);
+Datum
+nnpg_replica_step(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = agg_context(fcinfo, "nn_replica_step()");
+	replica    *rp;
+	HeapTupleHeader row;
+	ErrorContextCallback cb;
+
+	if (PG_ARGISNULL(0))
+	{
+		bytea	   *model;
+
+		if (PG_ARGISNULL(1) || PG_ARGISNULL(3))
+			nnpg_null_argument(PG_ARGISNULL(1) ? "model" : "round");
+		if (PG_ARGISNULL(4))
+			PG_RETURN_NULL();	/* no row yet, no replica */
+		model = PG_GETARG_BYTEA_PP(1);
+		rp = replica_new(aggcxt);
+		rp->model = load_into(rp, (const uint8 *) VARDATA_ANY(model),
+							  VARSIZE_ANY_EXHDR(model));
+		rp->c.replicas = 1;
+		rp->c.base_step = nn_model_step_count(rp->model);
+	}
+	else
+		rp = replica_of(PG_GETARG_DATUM(0), aggcxt);
+	if (PG_ARGISNULL(4))
+		PG_RETURN_DATUM(EOHPGetRWDatum(&rp->hdr));
+	row = PG_GETARG_HEAPTUPLEHEADER(4);
+
+	cb.callback = replica_error_callback;
+	cb.arg = rp;
+	cb.previous = error_context_stack;
+	error_context_stack = &cb;
+	if (!rp->training)
+		replica_setup(rp, fcinfo, row);
+	replica_take(rp, row);
+	error_context_stack = cb.previous;
+	PG_RETURN_DATUM(EOHPGetRWDatum(&rp->hdr));
+}
+
+/* Merge src into dst: counters add, models average by rows trained. */
+static void
+replica_merge(replica *dst, const nnpg_replica_counts *c, nn_model *src)
+{
+	int64		trained = dst->c.trained + c->trained;
+	nn_error	err;
+
+	if (c->base_step != dst->c.base_step)
+		bad_replica("replicas of different rounds");
+	if (c->trained > 0)
+	{
+		memset(&err, 0, sizeof(err));
+		nnpg_check(nn_model_average(dst->model, src,
+									(double) c->trained / (double) trained,
+									&err), &err);
+		nn_model_set_step(dst->model, dst->c.base_step + dst->c.steps + c->steps);
+	}
+	dst->c.rows += c->rows;
+	dst->c.trained = trained;
+	dst->c.steps += c->steps;
+	dst->c.correct += c->correct;
+	dst->c.skipped += c->skipped;
+	dst->c.replicas += c->replicas;
+	dst->c.loss_sum += c->loss_sum;
+	dst->flat = NULL;
+}
+
+/* nn_replica_merge(a, b): the combine function. */
+PG_FUNCTION_INFO_V1(nnpg_replica_merge);
+Datum
+nnpg_replica_merge(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt = agg_context(fcinfo, "nn_replica_merge()");
+	replica    *dst;
+	nnpg_replica_counts c;
+	const uint8 *bytes;
+	size_t		len;
+	bytea	   *flat;
+	MemoryContext tmp;
+	MemoryContext old;
+	nn_model   *src = NULL;
+	nn_error	err;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (PG_ARGISNULL(0))
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	}
+	if (PG_ARGISNULL(0))
+	{
+		flat = flat_of(PG_GETARG_DATUM(1));
+		dst = expand_flat(flat, aggcxt);
+		PG_RETURN_DATUM(EOHPGetRWDatum(&dst->hdr));
+	}
+	dst = replica_of(PG_GETARG_DATUM(0), aggcxt);
+	replica_finish(dst);
+	flat = flat_of(PG_GETARG_DATUM(1));
+	read_flat(VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), &c, &bytes, &len);
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "nnpg replica merge",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	if (c.trained > 0)
+	{
+		memset(&err, 0, sizeof(err));
+		nnpg_check(nn_model_deserialize(&src, bytes, len, nnpg_max_model_bytes(),
+										nnpg_alloc_create(tmp), nnpg_crc32c,
+										&err), &err);
+	}
+	replica_merge(dst, &c, src);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+	PG_RETURN_DATUM(EOHPGetRWDatum(&dst->hdr));
+}
+
+/* nn_replica_final(state): the merged replica, its rows all trained. */
+PG_FUNCTION_INFO_V1(nnpg_replica_final);
+Datum
+nnpg_replica_final(PG_FUNCTION_ARGS)
+{
+	bytea	   *flat;
+	bytea	   *copy;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	flat = flat_of(PG_GETARG_DATUM(0));
+	copy = palloc(VARSIZE_ANY(flat));
+	memcpy(copy, flat, VARSIZE_ANY(flat));
+	PG_RETURN_BYTEA_P(copy);
+}
+
+/* ---------- the type's text and binary forms ---------- */
+
+/* A flat replica of len bytes at data, checked, as a new varlena. */
+static bytea *
+checked_flat(const char *data, size_t len)
+{
+	nnpg_replica_counts c;
+	const uint8 *bytes;
+	size_t		model_len;
+	bytea	   *flat;
+
+	read_flat(data, len, &c, &bytes, &model_len);
+	flat = palloc(VARHDRSZ + len);
+	SET_VARSIZE(flat, VARHDRSZ + len);
+	memcpy(VARDATA(flat), data, len);
+	return flat;
+}
+
+PG_FUNCTION_INFO_V1(nnpg_replica_in);
+Datum
+nnpg_replica_in(PG_FUNCTION_ARGS)
+{
+	char	   *s = PG_GETARG_CSTRING(0);
+	size_t		slen = strlen(s);
+	int			max = pg_b64_dec_len((int) Min(slen, (size_t) PG_INT32_MAX));
+	char	   *buf = palloc(max + 1);
+	int			len = pg_b64_decode(s, (int) slen, buf, max);
+
+	if (slen > (size_t) PG_INT32_MAX || len < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type nn_replica"),
+				 errdetail("The text form is base64.")));
+	PG_RETURN_BYTEA_P(checked_flat(buf, (size_t) len));
+}
+
+PG_FUNCTION_INFO_V1(nnpg_replica_out);
+Datum
+nnpg_replica_out(PG_FUNCTION_ARGS)
+{
+	bytea	   *flat = flat_of(PG_GETARG_DATUM(0));
+	int			len = (int) VARSIZE_ANY_EXHDR(flat);
+	int			max = pg_b64_enc_len(len);
+	char	   *out = palloc(max + 1);
+	int			n = pg_b64_encode(VARDATA_ANY(flat), len, out, max);
+
+	if (n < 0)
+		elog(ERROR, "could not encode an nn_replica value");
+	out[n] = '\0';
+	PG_RETURN_CSTRING(out);
+}
+
+PG_FUNCTION_INFO_V1(nnpg_replica_recv);
+Datum
+nnpg_replica_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	int			len = buf->len - buf->cursor;
+	const char *data = pq_getmsgbytes(buf, len);
+
+	PG_RETURN_BYTEA_P(checked_flat(data, (size_t) len));
+}
+
+PG_FUNCTION_INFO_V1(nnpg_replica_send);
+Datum
+nnpg_replica_send(PG_FUNCTION_ARGS)
+{
+	bytea	   *flat = flat_of(PG_GETARG_DATUM(0));
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* ---------- the leader: rounds ---------- */
+
+/* A flat replica's counters and model bytes (nn_fit reads a round's). */
+void
+nnpg_replica_read(const bytea *flat, nnpg_replica_counts *c,
+				  const uint8 **model, size_t *len)
+{
+	read_flat(VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), c, model, len);
+}
+
+/* Does the plan train in more than one process: a Gather, or Citus? */
+static bool
+plan_is_parallel(Plan *plan)
+{
+	if (plan == NULL)
+		return false;
+	if (IsA(plan, Gather) || IsA(plan, GatherMerge))
+		return true;
+	if (IsA(plan, CustomScan) &&
+		strncmp(((CustomScan *) plan)->methods->CustomName, "Citus", 5) == 0)
+		return true;
+	return plan_is_parallel(plan->lefttree) ||
+		plan_is_parallel(plan->righttree);
+}
+
+/*
+ * Prepare query's round statement under the settings that make the
+ * planner give it workers parallel workers, the leader only merging.
+ */
+SPIPlanPtr
+nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
+{
+	char	   *sql = psprintf("SELECT nnpg.nn_train($1, $2, $3, ROW(q.*)) FROM (%s) AS q",
+							   query);
+	Oid			argtypes[3] = {BYTEAOID, BYTEAOID, JSONBOID};
+	char		n[16];
+	SPIPlanPtr	plan;
+	CachedPlan *cp;
+	ListCell   *lc;
+
+	snprintf(n, sizeof(n), "%d", workers);
+	/* the leader merges; each worker trains one replica */
+	(void) set_config_option("max_parallel_workers_per_gather", n,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	(void) set_config_option("parallel_leader_participation", "off",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	(void) set_config_option("min_parallel_table_scan_size", "0",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	(void) set_config_option("parallel_setup_cost", "0",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	(void) set_config_option("parallel_tuple_cost", "0",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	plan = SPI_prepare_cursor(sql, 3, argtypes, CURSOR_OPT_PARALLEL_OK);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the training rounds: %s",
+			 SPI_result_code_string(SPI_result));
+	*parallel = false;
+	cp = SPI_plan_get_cached_plan(plan);
+	if (cp != NULL)
+	{
+		foreach(lc, cp->stmt_list)
+		{
+			PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
+
+			*parallel |= plan_is_parallel(ps->planTree);
+		}
+		ReleaseCachedPlan(cp, NULL);	/* an unsaved plan's has no owner */
+	}
+	return plan;
+}
+
+/*
+ * Run a round: the replicas start from model (with its optimizer state)
+ * and teacher (NULL: none); the merged replica's flat form, in the
+ * current context, or NULL when no replica took a row.
+ */
+bytea *
+nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher, Jsonb *settings)
+{
+	Datum		values[3];
+	char		nulls[3] = {' ', teacher ? ' ' : 'n', ' '};
+	bool		isnull;
+	Datum		d;
+	int			rc;
+	bytea	   *result = NULL;
+
+	values[0] = PointerGetDatum(model);
+	values[1] = PointerGetDatum(teacher);
+	values[2] = JsonbPGetDatum(settings);
+	rc = SPI_execute_plan(plan, values, nulls, true, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "training round failed: %s", SPI_result_code_string(rc));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		bytea	   *flat = DatumGetByteaPP(d);
+
+		result = palloc(VARSIZE_ANY(flat));
+		memcpy(result, flat, VARSIZE_ANY(flat));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return result;
+}
