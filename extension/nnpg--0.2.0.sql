@@ -452,8 +452,19 @@ AS 'MODULE_PATHNAME', 'nnpg_replica_final'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 
 /*
+ * Does this backend still lack the model of round round_id?  nn_fit
+ * passes the model to nn_train only then (each backend keeps it), since
+ * Citus copies an aggregate's arguments for every row.
+ */
+CREATE FUNCTION nnpg.nn_replica_wants(round_id bigint) RETURNS boolean
+AS 'MODULE_PATHNAME', 'nnpg_replica_wants'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+/*
  * nn_fit runs it once per round over its query:
- * SELECT nnpg.nn_train($1, $2, $3, ROW(q.*)) FROM (query) AS q.
+ * SELECT nnpg.nn_train(CASE WHEN nnpg.nn_replica_wants($4) THEN $1 END,
+ *                      CASE WHEN nnpg.nn_replica_wants($4) THEN $2 END,
+ *                      $3, ROW(q.*)) FROM (query) AS q
  */
 CREATE AGGREGATE nnpg.nn_train(model bytea, teacher bytea, settings jsonb,
 							   training_row record) (

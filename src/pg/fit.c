@@ -1225,6 +1225,13 @@ typedef struct fit_call
 	int64		max_replicas;	/* most replicas merged in a round */
 	int64		par_skipped;	/* rows with NULLs skipped in an epoch */
 	bytea	   *teacher_bytes;
+	/* where the rounds' time went: all of it, the slowest replica of
+	 * each round (rows read and trained), merging in this process */
+	int64		round_id0;		/* a random first round id (see parallel.c) */
+	int64		rounds_run;
+	double		round_secs;
+	double		compute_secs;
+	double		merge_secs;
 } fit_call;
 
 /* One epoch's figures. */
@@ -1714,6 +1721,7 @@ fit_size_rounds(fit_call *fc)
 	fc->train.hi = PG_INT64_MAX;
 	fc->has_val = fc->a.val_split > 0 || fc->a.val_query != NULL;
 	fc->fs.epoch_rows = n_train;
+	fc->round_id0 = nnpg_random_seed() >> 16;
 	if (fc->teacher)
 		fc->teacher_bytes = nnpg_serialize_model(fc->teacher, false);
 }
@@ -1732,6 +1740,7 @@ round_settings(fit_call *fc, int32 e, int32 r, bool evaluate)
 	jo_int(&o, "epoch", e);
 	jo_int(&o, "round", r);
 	jo_int(&o, "rounds", evaluate ? 1 : fc->rounds);
+	jo_int(&o, "round_id", fc->round_id0 + fc->rounds_run);
 	jo_int(&o, "seed", fc->a.seed);
 	jo_number(&o, "validation_split", fc->a.val_split, false);
 	/* evaluation rounds take the validation rows, training rounds not */
@@ -1751,18 +1760,30 @@ static void
 fit_round(fit_call *fc, SPIPlanPtr plan, Jsonb *settings,
 		  nnpg_replica_counts *sum)
 {
-	bytea	   *start = nnpg_serialize_model(fc->model, true);
-	bytea	   *flat = nnpg_round_run(plan, start, fc->teacher_bytes, settings);
+	instr_time	start;
+	bytea	   *model;
+	bytea	   *flat;
+	double		merge_secs;
 	nnpg_replica_counts c;
 	const uint8 *bytes;
 	size_t		len;
 	nn_model   *merged = NULL;
 	nn_error	err;
 
-	pfree(start);
+	INSTR_TIME_SET_CURRENT(start);
+	model = nnpg_serialize_model(fc->model, true);
+	flat = nnpg_round_run(plan, model, fc->teacher_bytes, settings,
+						  fc->round_id0 + fc->rounds_run, &merge_secs);
+	pfree(model);
+	fc->rounds_run++;
+	fc->merge_secs += merge_secs;
 	if (flat == NULL)
+	{
+		fc->round_secs += seconds_since(start);
 		return;					/* no replica had a row */
+	}
 	nnpg_replica_read(flat, &c, &bytes, &len);
+	fc->compute_secs += c.max_seconds;
 	if (c.trained > 0)
 	{
 		memset(&err, 0, sizeof(err));
@@ -1773,6 +1794,7 @@ fit_round(fit_call *fc, SPIPlanPtr plan, Jsonb *settings,
 		fc->model = fc->fs.model = merged;
 	}
 	pfree(flat);
+	fc->round_secs += seconds_since(start);
 	sum->rows += c.rows;
 	sum->correct += c.correct;
 	sum->loss_sum += c.loss_sum;
@@ -2045,6 +2067,27 @@ fit_report_skipped(fit_call *fc)
 						skipped)));
 }
 
+/* How a data-parallel fit ran, as JSON text for its training settings. */
+static char *
+fit_parallel_json(fit_call *fc)
+{
+	StringInfoData buf;
+	json_obj	o;
+
+	initStringInfo(&buf);
+	jo_begin(&o, &buf);
+	jo_int(&o, "workers", fc->fo.workers);
+	jo_int(&o, "rounds_per_epoch", fc->rounds);
+	jo_int(&o, "replicas", fc->max_replicas);
+	jo_int(&o, "threads_per_replica", fc->round_threads);
+	jo_int(&o, "rounds_run", fc->rounds_run);
+	jo_number(&o, "round_seconds", fc->round_secs, false);
+	jo_number(&o, "replica_seconds", fc->compute_secs, false);
+	jo_number(&o, "merge_seconds", fc->merge_secs, false);
+	jo_end(&o);
+	return buf.data;
+}
+
 /* The training settings as JSON text, for the record and for nn_evaluate. */
 static char *
 fit_settings_json(fit_call *fc)
@@ -2080,6 +2123,8 @@ fit_settings_json(fit_call *fc)
 		   nnpg_shape_to_json(spec->input_rank, spec->input_shape));
 	jo_raw(&o, "options",
 		   JsonbToCString(NULL, &a->options->root, VARSIZE(a->options)));
+	if (fc->round_plan)
+		jo_raw(&o, "parallel", fit_parallel_json(fc));
 	if (fc->teacher)
 	{
 		StringInfoData t;

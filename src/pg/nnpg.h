@@ -367,6 +367,8 @@ typedef struct nnpg_replica_counts
 	int64		replicas;		/* replicas merged */
 	int64		base_step;		/* the model's step count at the start */
 	double		loss_sum;
+	double		seconds;		/* the replicas' time on their rows, summed */
+	double		max_seconds;	/* the longest replica's */
 } nnpg_replica_counts;
 
 /* A round's result: its counters and the merged model's bytes. */
@@ -381,6 +383,7 @@ extern SPIPlanPtr nnpg_round_prepare(const char *query, int32 workers,
 									 bool *parallel);
 /* Run a round; the merged replica, or NULL when no replica took a row. */
 extern bytea *nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher,
-							 Jsonb *settings);
+							 Jsonb *settings, int64 round_id,
+							 double *merge_secs);
 
 #endif							/* NNPG_H */

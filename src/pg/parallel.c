@@ -52,6 +52,7 @@
 #include "nodes/extensible.h"
 #include "nodes/plannodes.h"
 #include "port/pg_bswap.h"
+#include "portability/instr_time.h"
 #include "utils/builtins.h"
 #include "utils/expandeddatum.h"
 #include "utils/fmgroids.h"
@@ -67,8 +68,10 @@
 
 #define REPLICA_MAGIC	0x4E4E5250	/* "NNRP" */
 #define REPLICA_VERSION 1
-/* magic, version, then the counters as eight 8-byte big-endian fields */
-#define REPLICA_HEADER	(2 * 4 + 8 * 8)
+/* the counters, in the order of counts_to_words */
+#define N_COUNTS		10
+/* magic, version, then the counters as 8-byte big-endian words */
+#define REPLICA_HEADER	(2 * 4 + 8 * N_COUNTS)
 
 /* A round's settings, from the round jsonb. */
 typedef struct round_settings
@@ -78,6 +81,7 @@ typedef struct round_settings
 	int32		epoch;
 	int32		round;			/* 0-based */
 	int32		rounds;
+	int64		round_id;		/* unique to the round, see round_start */
 	int64		seed;
 	double		validation_split;	/* > 0: hashed validation rows */
 	bool		validation_rows;	/* select them (evaluate mode) */
@@ -96,6 +100,7 @@ typedef struct replica
 	nnpg_replica_counts c;
 	nn_model   *model;
 	bool		training;		/* set up to take rows (transition calls) */
+	instr_time	started;		/* its first row */
 	bytea	   *flat;			/* the flat form, while it is current */
 	/* the rest is for taking rows */
 	round_settings s;
@@ -178,6 +183,36 @@ bad_replica(const char *why)
 	pg_unreachable();
 }
 
+static void
+counts_to_words(const nnpg_replica_counts *c, uint64 *w)
+{
+	w[0] = (uint64) c->rows;
+	w[1] = (uint64) c->trained;
+	w[2] = (uint64) c->steps;
+	w[3] = (uint64) c->correct;
+	w[4] = (uint64) c->skipped;
+	w[5] = (uint64) c->replicas;
+	w[6] = (uint64) c->base_step;
+	w[7] = double_bits(c->loss_sum);
+	w[8] = double_bits(c->seconds);
+	w[9] = double_bits(c->max_seconds);
+}
+
+static void
+words_to_counts(const uint64 *w, nnpg_replica_counts *c)
+{
+	c->rows = (int64) w[0];
+	c->trained = (int64) w[1];
+	c->steps = (int64) w[2];
+	c->correct = (int64) w[3];
+	c->skipped = (int64) w[4];
+	c->replicas = (int64) w[5];
+	c->base_step = (int64) w[6];
+	c->loss_sum = bits_double(w[7]);
+	c->seconds = bits_double(w[8]);
+	c->max_seconds = bits_double(w[9]);
+}
+
 /*
  * Read a flat replica's header into *c and point at its model bytes;
  * checks the header, not the model (nn_model_deserialize does).
@@ -188,6 +223,7 @@ read_flat(const char *data, Size len, nnpg_replica_counts *c,
 {
 	uint32		magic,
 				version;
+	uint64		w[N_COUNTS];
 
 	if (len < REPLICA_HEADER)
 		bad_replica("too short");
@@ -197,21 +233,16 @@ read_flat(const char *data, Size len, nnpg_replica_counts *c,
 		bad_replica("bad magic number");
 	if (pg_ntoh32(version) != REPLICA_VERSION)
 		bad_replica("unknown version");
-	data += 8;
-	c->rows = (int64) get64(data);
-	c->trained = (int64) get64(data + 8);
-	c->steps = (int64) get64(data + 16);
-	c->correct = (int64) get64(data + 24);
-	c->skipped = (int64) get64(data + 32);
-	c->replicas = (int64) get64(data + 40);
-	c->base_step = (int64) get64(data + 48);
-	c->loss_sum = bits_double(get64(data + 56));
+	for (int i = 0; i < N_COUNTS; i++)
+		w[i] = get64(data + 8 + 8 * i);
+	words_to_counts(w, c);
 	if (c->rows < 0 || c->trained < 0 || c->trained > c->rows ||
 		c->steps < 0 || c->correct < 0 || c->correct > c->rows ||
 		c->skipped < 0 || c->replicas < 1 || c->base_step < 0 ||
-		!isfinite(c->loss_sum))
+		!isfinite(c->loss_sum) || !(c->seconds >= 0) ||
+		!(c->max_seconds >= 0))
 		bad_replica("bad counters");
-	*model = (const uint8 *) data + 64;
+	*model = (const uint8 *) data + REPLICA_HEADER;
 	*model_len = len - REPLICA_HEADER;
 }
 
@@ -221,18 +252,13 @@ write_header(char *data, const nnpg_replica_counts *c)
 {
 	uint32		magic = pg_hton32(REPLICA_MAGIC);
 	uint32		version = pg_hton32(REPLICA_VERSION);
+	uint64		w[N_COUNTS];
 
 	memcpy(data, &magic, 4);
 	memcpy(data + 4, &version, 4);
-	data += 8;
-	put64(data, (uint64) c->rows);
-	put64(data + 8, (uint64) c->trained);
-	put64(data + 16, (uint64) c->steps);
-	put64(data + 24, (uint64) c->correct);
-	put64(data + 32, (uint64) c->skipped);
-	put64(data + 40, (uint64) c->replicas);
-	put64(data + 48, (uint64) c->base_step);
-	put64(data + 56, double_bits(c->loss_sum));
+	counts_to_words(c, w);
+	for (int i = 0; i < N_COUNTS; i++)
+		put64(data + 8 + 8 * i, w[i]);
 }
 
 /* A new, empty expanded replica in a context of its own under parent. */
@@ -303,6 +329,22 @@ replica_of(Datum d, MemoryContext parent)
 
 /* ---------- taking rows ---------- */
 
+/*
+ * The start of the round (model and teacher bytes), kept per backend.
+ * Citus calls the transition function through worker_partial_agg, which
+ * wraps each row's arguments in a record and so would copy the model for
+ * every row; the round statement therefore passes the model and teacher
+ * only while nn_replica_wants() says this backend lacks them.
+ */
+static struct
+{
+	int64		round_id;		/* -1: none */
+	MemoryContext cxt;
+	bytea	   *model;
+	bytea	   *teacher;		/* NULL: no teacher */
+}			round_start = {-1, NULL, NULL, NULL};
+
+
 /* Error context of a replica at work: where, and the row being read. */
 static void
 replica_error_callback(void *arg)
@@ -357,6 +399,7 @@ read_settings(Jsonb *j, round_settings *s)
 	s->epoch = (int32) setting_number(j, "epoch");
 	s->round = (int32) setting_number(j, "round");
 	s->rounds = (int32) setting_number(j, "rounds");
+	s->round_id = (int64) setting_number(j, "round_id");
 	s->seed = (int64) setting_number(j, "seed");
 	s->validation_split = setting_number(j, "validation_split");
 	s->validation_rows = setting_number(j, "validation_rows") != 0;
@@ -376,7 +419,7 @@ read_settings(Jsonb *j, round_settings *s)
 
 /* Set a new replica up to take rows of the given type. */
 static void
-replica_setup(replica *rp, FunctionCallInfo fcinfo, HeapTupleHeader row)
+replica_setup(replica *rp, HeapTupleHeader row)
 {
 	MemoryContext old = MemoryContextSwitchTo(rp->hdr.eoh_context);
 	round_settings *s = &rp->s;
@@ -384,17 +427,16 @@ replica_setup(replica *rp, FunctionCallInfo fcinfo, HeapTupleHeader row)
 	TupleDesc	desc;
 	size_t		batch;
 
-	read_settings(PG_GETARG_JSONB_P(3), s);
 	nnpg_apply_thread_count(s->threads);
 	memset(&err, 0, sizeof(err));
 	nnpg_check(nn_model_prepare(rp->model, s->batch, true,
 								nnpg_max_model_bytes(), &err), &err);
-	if (!PG_ARGISNULL(2) && !s->evaluate)
+	if (round_start.teacher != NULL && !s->evaluate)
 	{
-		bytea	   *t = PG_GETARG_BYTEA_PP(2);
+		bytea	   *t = round_start.teacher;
 
-		rp->teacher = load_into(rp, (const uint8 *) VARDATA_ANY(t),
-								VARSIZE_ANY_EXHDR(t));
+		rp->teacher = load_into(rp, (const uint8 *) VARDATA(t),
+								VARSIZE(t) - VARHDRSZ);
 		nnpg_check(nn_model_prepare(rp->teacher, s->batch, false,
 									nnpg_max_model_bytes(), &err), &err);
 		nnpg_check(nn_model_set_teacher(rp->model, rp->teacher, s->temperature,
@@ -635,6 +677,15 @@ replica_flat(replica *rp)
 	replica_finish(rp);
 	if (rp->flat != NULL)
 		return rp->flat;
+	if (rp->training)
+	{
+		instr_time	now;
+
+		/* the replica's own time: its rows, read and trained */
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, rp->started);
+		rp->c.seconds = rp->c.max_seconds = INSTR_TIME_GET_DOUBLE(now);
+	}
 	len = nn_model_serialized_size(rp->model, true);
 	if (len > MaxAllocSize - VARHDRSZ - REPLICA_HEADER)
 		ereport(ERROR,
@@ -697,7 +748,68 @@ agg_context(FunctionCallInfo fcinfo, const char *fn)
 	return cxt;
 }
 
-/* nn_replica_step(state, model, teacher, round, row): take a row. */
+/* A copy of a bytea argument in the round start's context. */
+static bytea *
+keep_bytea(FunctionCallInfo fcinfo, int argno)
+{
+	bytea	   *b = PG_GETARG_BYTEA_P(argno);
+	bytea	   *copy = MemoryContextAlloc(round_start.cxt, VARSIZE(b));
+
+	memcpy(copy, b, VARSIZE(b));
+	return copy;
+}
+
+/* Keep the round's start when the call brings it; it must be there. */
+static void
+keep_round_start(FunctionCallInfo fcinfo, int64 round_id)
+{
+	if (!PG_ARGISNULL(1) && round_start.round_id != round_id)
+	{
+		if (round_start.cxt == NULL)
+			round_start.cxt = AllocSetContextCreate(TopMemoryContext,
+													"nnpg round start",
+													ALLOCSET_DEFAULT_SIZES);
+		MemoryContextReset(round_start.cxt);
+		round_start.round_id = -1;
+		round_start.model = keep_bytea(fcinfo, 1);
+		round_start.teacher = PG_ARGISNULL(2) ? NULL : keep_bytea(fcinfo, 2);
+		round_start.round_id = round_id;
+	}
+	if (round_start.round_id != round_id)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the model of round " INT64_FORMAT " has not reached this replica",
+						round_id),
+				 errhint("Pass the model while nnpg.nn_replica_wants() is true.")));
+}
+
+/* nn_replica_wants(round_id): does this backend lack the round's start? */
+PG_FUNCTION_INFO_V1(nnpg_replica_wants);
+Datum
+nnpg_replica_wants(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(round_start.round_id != PG_GETARG_INT64(0));
+}
+
+/* A new replica of the round's model, for the settings of arg 3. */
+static replica *
+replica_start(FunctionCallInfo fcinfo, MemoryContext aggcxt)
+{
+	replica    *rp = replica_new(aggcxt);
+	bytea	   *model;
+
+	read_settings(PG_GETARG_JSONB_P(3), &rp->s);
+	keep_round_start(fcinfo, rp->s.round_id);
+	model = round_start.model;
+	rp->model = load_into(rp, (const uint8 *) VARDATA(model),
+						  VARSIZE(model) - VARHDRSZ);
+	rp->c.replicas = 1;
+	rp->c.base_step = nn_model_step_count(rp->model);
+	INSTR_TIME_SET_CURRENT(rp->started);
+	return rp;
+}
+
+/* nn_replica_step(state, model, teacher, settings, row): take a row. */
 PG_FUNCTION_INFO_V1(nnpg_replica_step);
 Datum
 nnpg_replica_step(PG_FUNCTION_ARGS)
@@ -707,20 +819,20 @@ nnpg_replica_step(PG_FUNCTION_ARGS)
 	HeapTupleHeader row;
 	ErrorContextCallback cb;
 
+	if (PG_ARGISNULL(3))
+		nnpg_null_argument("settings");
 	if (PG_ARGISNULL(0))
 	{
-		bytea	   *model;
-
-		if (PG_ARGISNULL(1) || PG_ARGISNULL(3))
-			nnpg_null_argument(PG_ARGISNULL(1) ? "model" : "round");
 		if (PG_ARGISNULL(4))
-			PG_RETURN_NULL();	/* no row yet, no replica */
-		model = PG_GETARG_BYTEA_PP(1);
-		rp = replica_new(aggcxt);
-		rp->model = load_into(rp, (const uint8 *) VARDATA_ANY(model),
-							  VARSIZE_ANY_EXHDR(model));
-		rp->c.replicas = 1;
-		rp->c.base_step = nn_model_step_count(rp->model);
+		{
+			round_settings s;
+
+			/* no replica without a row, but keep what the call brings */
+			read_settings(PG_GETARG_JSONB_P(3), &s);
+			keep_round_start(fcinfo, s.round_id);
+			PG_RETURN_NULL();
+		}
+		rp = replica_start(fcinfo, aggcxt);
 	}
 	else
 		rp = replica_of(PG_GETARG_DATUM(0), aggcxt);
@@ -733,7 +845,7 @@ nnpg_replica_step(PG_FUNCTION_ARGS)
 	cb.previous = error_context_stack;
 	error_context_stack = &cb;
 	if (!rp->training)
-		replica_setup(rp, fcinfo, row);
+		replica_setup(rp, row);
 	replica_take(rp, row);
 	error_context_stack = cb.previous;
 	PG_RETURN_DATUM(EOHPGetRWDatum(&rp->hdr));
@@ -763,8 +875,13 @@ replica_merge(replica *dst, const nnpg_replica_counts *c, nn_model *src)
 	dst->c.skipped += c->skipped;
 	dst->c.replicas += c->replicas;
 	dst->c.loss_sum += c->loss_sum;
+	dst->c.seconds += c->seconds;
+	dst->c.max_seconds = Max(dst->c.max_seconds, c->max_seconds);
 	dst->flat = NULL;
 }
+
+/* Seconds this process spent merging replicas since the last round began. */
+static double merge_seconds;
 
 /* nn_replica_merge(a, b): the combine function. */
 PG_FUNCTION_INFO_V1(nnpg_replica_merge);
@@ -781,6 +898,8 @@ nnpg_replica_merge(PG_FUNCTION_ARGS)
 	MemoryContext old;
 	nn_model   *src = NULL;
 	nn_error	err;
+	instr_time	start,
+				end;
 
 	if (PG_ARGISNULL(1))
 	{
@@ -794,6 +913,7 @@ nnpg_replica_merge(PG_FUNCTION_ARGS)
 		dst = expand_flat(flat, aggcxt);
 		PG_RETURN_DATUM(EOHPGetRWDatum(&dst->hdr));
 	}
+	INSTR_TIME_SET_CURRENT(start);
 	dst = replica_of(PG_GETARG_DATUM(0), aggcxt);
 	replica_finish(dst);
 	flat = flat_of(PG_GETARG_DATUM(1));
@@ -811,6 +931,9 @@ nnpg_replica_merge(PG_FUNCTION_ARGS)
 	replica_merge(dst, &c, src);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(tmp);
+	INSTR_TIME_SET_CURRENT(end);
+	INSTR_TIME_SUBTRACT(end, start);
+	merge_seconds += INSTR_TIME_GET_DOUBLE(end);
 	PG_RETURN_DATUM(EOHPGetRWDatum(&dst->hdr));
 }
 
@@ -937,9 +1060,11 @@ plan_is_parallel(Plan *plan)
 SPIPlanPtr
 nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
 {
-	char	   *sql = psprintf("SELECT nnpg.nn_train($1, $2, $3, ROW(q.*)) FROM (%s) AS q",
-							   query);
-	Oid			argtypes[3] = {BYTEAOID, BYTEAOID, JSONBOID};
+	char	   *sql = psprintf("SELECT nnpg.nn_train("
+							   "CASE WHEN nnpg.nn_replica_wants($4) THEN $1 END, "
+							   "CASE WHEN nnpg.nn_replica_wants($4) THEN $2 END, "
+							   "$3, ROW(q.*)) FROM (%s) AS q", query);
+	Oid			argtypes[4] = {BYTEAOID, BYTEAOID, JSONBOID, INT8OID};
 	char		n[16];
 	SPIPlanPtr	plan;
 	CachedPlan *cp;
@@ -962,7 +1087,7 @@ nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
 	(void) set_config_option("parallel_tuple_cost", "0",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
-	plan = SPI_prepare_cursor(sql, 3, argtypes, CURSOR_OPT_PARALLEL_OK);
+	plan = SPI_prepare_cursor(sql, 4, argtypes, CURSOR_OPT_PARALLEL_OK);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the training rounds: %s",
 			 SPI_result_code_string(SPI_result));
@@ -984,13 +1109,16 @@ nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
 /*
  * Run a round: the replicas start from model (with its optimizer state)
  * and teacher (NULL: none); the merged replica's flat form, in the
- * current context, or NULL when no replica took a row.
+ * current context, or NULL when no replica took a row.  round_id, in
+ * settings too, must be new for every round.  *merge_secs: the
+ * time this process (the leader, Citus's coordinator) spent merging.
  */
 bytea *
-nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher, Jsonb *settings)
+nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher, Jsonb *settings,
+			   int64 round_id, double *merge_secs)
 {
-	Datum		values[3];
-	char		nulls[3] = {' ', teacher ? ' ' : 'n', ' '};
+	Datum		values[4];
+	char		nulls[4] = {' ', teacher ? ' ' : 'n', ' ', ' '};
 	bool		isnull;
 	Datum		d;
 	int			rc;
@@ -999,7 +1127,10 @@ nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher, Jsonb *settings)
 	values[0] = PointerGetDatum(model);
 	values[1] = PointerGetDatum(teacher);
 	values[2] = JsonbPGetDatum(settings);
+	values[3] = Int64GetDatum(round_id);
+	merge_seconds = 0;
 	rc = SPI_execute_plan(plan, values, nulls, true, 0);
+	*merge_secs = merge_seconds;
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "training round failed: %s", SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
