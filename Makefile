@@ -20,7 +20,7 @@ EXTENSION = nnpg
 DATA = extension/nnpg--0.1.0.sql extension/nnpg--0.2.0.sql \
 	extension/nnpg--0.1.0--0.2.0.sql extension/nnpg--0.1.0.control
 
-REGRESS = install spec create fit fit_errors predict manage cnn augment transfer plot importance explain prune quantize onnx fashion sequence cache security uninstall
+REGRESS = install spec create fit fit_errors parallel predict manage cnn augment transfer plot importance explain prune quantize onnx fashion sequence cache security uninstall
 
 PG_CPPFLAGS = -I$(srcdir)/src/core -I$(srcdir)/src/pg -I$(PB_DIR)
 # Warnings are errors; -O2 comes from pg_config.  Never -ffast-math or

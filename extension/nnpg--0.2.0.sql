@@ -464,7 +464,7 @@ LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
  * nn_fit runs it once per round over its query:
  * SELECT nnpg.nn_train(CASE WHEN nnpg.nn_replica_wants($4) THEN $1 END,
  *                      CASE WHEN nnpg.nn_replica_wants($4) THEN $2 END,
- *                      $3, ROW(q.*)) FROM (query) AS q
+ *                      $3, q) FROM (query) AS q
  */
 CREATE AGGREGATE nnpg.nn_train(model bytea, teacher bytea, settings jsonb,
 							   training_row record) (
@@ -475,6 +475,13 @@ CREATE AGGREGATE nnpg.nn_train(model bytea, teacher bytea, settings jsonb,
 	FINALFUNC_MODIFY = READ_WRITE,
 	PARALLEL = SAFE
 );
+
+CREATE FUNCTION nnpg.nn_replica_model(replica nnpg.nn_replica) RETURNS bytea
+AS 'MODULE_PATHNAME', 'nnpg_replica_model'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION nnpg.nn_replica_model(nnpg.nn_replica) IS
+'the model bytes of a replica, with its optimizer state, as nn_import takes them';
 
 COMMENT ON AGGREGATE nnpg.nn_train(bytea, bytea, jsonb, record) IS
 'one round of data-parallel nn_fit: trains a replica of the model on the rows, merges replicas by rows trained';

@@ -18,6 +18,13 @@
 # connect as the database superuser "postgres".
 # nnpg is in shared_preload_libraries (for the nn_progress view) unless
 # NNPG_PRELOAD=0.
+#
+# For other set-ups (scripts/citus.sh uses these), read at start only:
+#   NNPG_PRELOAD_LIBS  replaces the shared_preload_libraries list, e.g.
+#                      'citus,nnpg' (overrides NNPG_PRELOAD)
+#   NNPG_EXTRA_CONF    lines appended to postgresql.conf after ours, so
+#                      they win over the settings above
+# Unset or empty, they change nothing.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -79,6 +86,7 @@ remove_dir() {
 write_config() {
 	local mem_kb cache_mb preload=nnpg
 	[ "${NNPG_PRELOAD:-1}" = 0 ] && preload=
+	[ -n "${NNPG_PRELOAD_LIBS:-}" ] && preload=$NNPG_PRELOAD_LIBS
 	mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
 	cache_mb=$((mem_kb / 1024 / 2))
 	cat >>"$data/postgresql.conf" <<EOF
@@ -114,6 +122,9 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_timezone = 'UTC'
 timezone = 'UTC'
 EOF
+	if [ -n "${NNPG_EXTRA_CONF:-}" ]; then
+		printf '\n# --- NNPG_EXTRA_CONF ---\n%s\n' "$NNPG_EXTRA_CONF" >>"$data/postgresql.conf"
+	fi
 	# Trust on the local socket only; nothing else may connect.
 	cat >"$data/pg_hba.conf" <<EOF
 # nnpg throwaway cluster: local socket, trust; no TCP (listen_addresses = '')

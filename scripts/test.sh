@@ -14,13 +14,27 @@
 #   integration/X  test/integration/X.sh against that server
 #   fuzz/sqlsmith  test/fuzz/sqlsmith.sh: 2000 random queries (sqlsmith)
 #                  against that server, whose log must show no crash or leak
-# The server is stopped and removed at the end, also on failure or Ctrl-C.
+#   citus/*        data-parallel training on Citus: scripts/citus.sh builds
+#                  (cached) and starts a coordinator and two worker nodes,
+#                  test/citus/smoke.sh, load_fashion.sh and train.sh run
+#                  against them.  Run when Citus 12.1 is installed or a
+#                  source tarball is given (--citus-tarball PATH, or
+#                  NNPG_CITUS_TARBALL); otherwise skipped, saying so.
+# The servers are stopped and removed at the end, also on failure or Ctrl-C.
 # The last line is "N passed, N failed"; the exit code is non-zero on a failure.
 # Run as root on a fresh Debian 12 machine; the repository need not be
 # readable by the server's OS user (clients run as the caller).
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$NNPG_ROOT" || exit 1
+
+citus_tarball=${NNPG_CITUS_TARBALL:-}
+while [ "$#" -gt 0 ]; do
+	case "$1" in
+	--citus-tarball) citus_tarball=${2:?--citus-tarball needs a path}; shift 2 ;;
+	*) nnpg_die "unrecognized option \"$1\" (see the top of $0)" ;;
+	esac
+done
 
 NNPG_PORT=${NNPG_TEST_PORT:-5498}
 export NNPG_PORT
@@ -64,10 +78,15 @@ fail_without() {
 	record "$1" 1 0
 }
 
+citus_up=0
 stop_cluster() {
 	if [ "$cluster_up" = 1 ]; then
 		cluster_up=0
 		"${cluster[@]}" stop
+	fi
+	if [ "$citus_up" = 1 ]; then
+		citus_up=0
+		bash scripts/citus.sh stop
 	fi
 }
 trap stop_cluster EXIT
@@ -123,6 +142,30 @@ else
 	fail_without fuzz/sqlsmith "$why"
 fi
 stop_cluster
+
+# 4. Citus, when it is there or can be built.
+citus_steps=(citus/smoke citus/load citus/train)
+if [ -z "$citus_tarball" ] && [ ! -f "$("$PG_CONFIG" --pkglibdir)/citus.so" ]; then
+	printf '\n======== citus: skipped: Citus is not installed and no source tarball was given (--citus-tarball PATH)\n'
+elif [ "$built" != 1 ]; then
+	for s in citus/build citus/start "${citus_steps[@]}"; do
+		fail_without "$s" "the build failed"
+	done
+else
+	[ -n "$citus_tarball" ] && export NNPG_CITUS_TARBALL=$citus_tarball
+	if step citus/build bash scripts/citus.sh build &&
+		{ bash scripts/citus.sh stop >/dev/null 2>&1; step citus/start bash scripts/citus.sh start; }; then
+		citus_up=1
+		step citus/smoke bash test/citus/smoke.sh
+		step citus/load bash test/citus/load_fashion.sh
+		step citus/train bash test/citus/train.sh
+	else
+		for s in "${citus_steps[@]}"; do
+			fail_without "$s" "Citus did not build or start"
+		done
+	fi
+	stop_cluster
+fi
 
 printf '\n======== summary\n'
 printf '%s\n' "${results[@]}"

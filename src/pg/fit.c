@@ -138,6 +138,8 @@ typedef struct fit_state
 	const char *name;
 	int32		epoch;			/* 0 before training */
 	int64		batch_no;		/* 1-based within the epoch */
+	int32		round;			/* data-parallel: 1-based within the epoch, */
+	int32		rounds;			/* of rounds (0: training here) */
 	/* progress of a verbose fit within a long epoch */
 	bool		verbose;
 	int32		epochs;
@@ -152,7 +154,10 @@ fit_error_callback(void *arg)
 {
 	fit_state  *fs = (fit_state *) arg;
 
-	if (fs->epoch > 0)
+	if (fs->epoch > 0 && fs->rounds > 0)
+		errcontext("training model \"%s\", epoch %d, round %d of %d",
+				   fs->name, fs->epoch, fs->round, fs->rounds);
+	else if (fs->epoch > 0)
 		errcontext("training model \"%s\", epoch %d, batch " INT64_FORMAT,
 				   fs->name, fs->epoch, fs->batch_no);
 }
@@ -1658,6 +1663,9 @@ fit_plan_rounds(fit_call *fc)
 		SPI_freeplan(fc->round_plan);
 		fc->round_plan = NULL;
 		AtEOXact_GUC(true, fc->guc_level);
+		/* one worker without a leader costs the planner what one backend does */
+		if (fc->fo.workers == 1)
+			return false;
 		ereport(NOTICE,
 				(errmsg("training on one backend: the training query cannot run in parallel"),
 				 errdetail("The planner gave the query no parallel workers, for example because it calls a function that is not PARALLEL SAFE or reads a temporary table."),
@@ -1810,8 +1818,10 @@ fit_epoch_rounds(fit_call *fc, int32 e, epoch_result *er)
 	nnpg_replica_counts v;
 
 	memset(&t, 0, sizeof(t));
+	fc->fs.rounds = fc->rounds;
 	for (int32 r = 0; r < fc->rounds; r++)
 	{
+		fc->fs.round = r + 1;
 		fit_round(fc, fc->round_plan, round_settings(fc, e, r, false), &t);
 		nnpg_progress_rows(t.rows, t.loss_sum / (double) Max(t.rows, 1));
 	}

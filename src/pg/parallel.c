@@ -10,7 +10,7 @@
  * trained on), and its final function returns the merged replica.  nn_fit
  * runs it once per round over its query:
  *
- *     SELECT nnpg.nn_train($1, $2, $3, ROW(q.*)) FROM (query) AS q
+ *     SELECT nnpg.nn_train($1, $2, $3, q) FROM (query) AS q
  *
  * so that the planner runs it as a Partial Aggregate in each parallel
  * worker under a Gather, and Citus as worker_partial_agg on every shard of
@@ -953,6 +953,24 @@ nnpg_replica_final(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(copy);
 }
 
+/* nn_replica_model(replica): its model bytes, as nn_import takes them. */
+PG_FUNCTION_INFO_V1(nnpg_replica_model);
+Datum
+nnpg_replica_model(PG_FUNCTION_ARGS)
+{
+	bytea	   *flat = flat_of(PG_GETARG_DATUM(0));
+	nnpg_replica_counts c;
+	const uint8 *bytes;
+	size_t		len;
+	bytea	   *out;
+
+	read_flat(VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), &c, &bytes, &len);
+	out = palloc(VARHDRSZ + len);
+	SET_VARSIZE(out, VARHDRSZ + len);
+	memcpy(VARDATA(out), bytes, len);
+	PG_RETURN_BYTEA_P(out);
+}
+
 /* ---------- the type's text and binary forms ---------- */
 
 /* A flat replica of len bytes at data, checked, as a new varlena. */
@@ -1063,7 +1081,7 @@ nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
 	char	   *sql = psprintf("SELECT nnpg.nn_train("
 							   "CASE WHEN nnpg.nn_replica_wants($4) THEN $1 END, "
 							   "CASE WHEN nnpg.nn_replica_wants($4) THEN $2 END, "
-							   "$3, ROW(q.*)) FROM (%s) AS q", query);
+							   "$3, q) FROM (%s) AS q", query);
 	Oid			argtypes[4] = {BYTEAOID, BYTEAOID, JSONBOID, INT8OID};
 	char		n[16];
 	SPIPlanPtr	plan;

@@ -177,12 +177,14 @@ it_long_fit() {
 }
 
 # it_wait_active APPNAME SECONDS: wait until a session with that
-# application_name has run its current statement for SECONDS; print its pid.
+# application_name has run its current statement for SECONDS; print its pid
+# (the client backend's: its parallel workers show the same name).
 it_wait_active() {
 	local pid
 	for _ in $(seq 1 600); do
 		pid=$(it_psql -d "$IT_ADMIN_DB" -c "SELECT pid FROM pg_stat_activity
 			WHERE application_name = '$1' AND state = 'active'
+			  AND backend_type = 'client backend'
 			  AND now() - query_start >= interval '$2 seconds'")
 		if [ -n "$pid" ]; then
 			echo "$pid"

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Data-parallel nn_fit against one backend, in one run.  The seed CNN (the
+# README's demo CNN) trains --epochs epochs (default 5) on the 60,000
+# Fashion-MNIST training rows, batch 32, seed 1, from the same initial
+# weights, in each of these ways:
+#   1-thread    one backend, nnpg.threads = 1
+#   2-threads   one backend, nnpg.threads = 2
+#   workers     options workers => 2: two parallel workers, one thread each
+#   citus       (with --citus) options workers => 2 on a Citus coordinator
+#               with two worker nodes on this machine (scripts/citus.sh),
+#               the table distributed over --shards shards (default 2: one
+#               replica per node)
+# For each: the fit's wall seconds, samples/s (rows x epochs / wall
+# seconds), test accuracy on the 10,000 test rows, and for the data-parallel
+# runs where the rounds' time went (nn_models.training -> 'parallel');
+# then the ratios the targets are about.  Run as root; uses the installed
+# build (and Citus: bash scripts/citus.sh build).
+#
+# usage: bash test/bench/parallel.sh [--port N] [--epochs N] [--sync-rows N]
+#                                    [--citus] [--shards N] [--only LIST]
+#   --only LIST  comma-separated subset of 1-thread,2-threads,workers,citus
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+port=5486
+epochs=5
+sync=
+citus=0
+shards=2
+only=1-thread,2-threads,workers
+while [ "$#" -gt 0 ]; do
+	case "$1" in
+	--port) port=$2; shift 2 ;;
+	--epochs) epochs=$2; shift 2 ;;
+	--sync-rows) sync=$2; shift 2 ;;
+	--citus) citus=1; shift ;;
+	--shards) shards=$2; shift 2 ;;
+	--only) only=$2; shift 2 ;;
+	-h | --help) nnpg_usage "$0"; exit 0 ;;
+	*) nnpg_die "unrecognized option \"$1\"" ;;
+	esac
+done
+[ "$citus" = 1 ] && only=$only,citus
+
+q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+cnn='[{"type": "rescale", "scale": 0.00392156862745098},
+  {"type": "reshape", "shape": [28, 28, 1]},
+  {"type": "conv2d", "filters": 32, "kernel_size": 3, "activation": "relu"},
+  {"type": "maxpool2d", "pool_size": 2},
+  {"type": "conv2d", "filters": 64, "kernel_size": 3, "activation": "relu"},
+  {"type": "maxpool2d", "pool_size": 2},
+  {"type": "conv2d", "filters": 64, "kernel_size": 3, "activation": "relu"},
+  {"type": "flatten"},
+  {"type": "dense", "units": 64, "activation": "relu"},
+  {"type": "dense", "units": 10, "activation": "softmax"}]'
+opts='{"workers": 2'${sync:+, \"sync_rows\": $sync}'}'
+
+# run NAME THREADS OPTIONS: train a fresh copy of the seed CNN; prints
+# "seconds accuracy parallel-json".
+run() {
+	local t0 t1 acc par
+	q -c "SELECT nn_create('$1', '$cnn', input_shape => '{784}', seed => 42)" >/dev/null
+	t0=$(date +%s.%N)
+	q -c "SET nnpg.threads = $2" -c "SELECT count(*) FROM nn_fit('$1',
+	    'SELECT img, label FROM fashion_train', epochs => $epochs,
+	    batch_size => 32, seed => 1, options => '$3', verbose => false)" >/dev/null
+	t1=$(date +%s.%N)
+	acc=$(q -c "SELECT value FROM nn_evaluate('$1', 'SELECT img, label FROM fashion_test')
+	            WHERE metric = 'accuracy'")
+	par=$(q -c "SELECT coalesce(training -> 'parallel', 'null') FROM nn_models
+	            WHERE name = '$1' ORDER BY version DESC LIMIT 1")
+	printf '%s %s %s\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$acc" "$par"
+}
+
+declare -A secs accs
+report() {
+	local name=$1 s a p
+	read -r s a p <<<"$2"
+	secs[$name]=$s
+	accs[$name]=$a
+	printf '%-10s %8.1f s %9.0f samples/s  test accuracy %.4f\n' "$name" "$s" \
+		"$(awk -v s="$s" -v n=$((60000 * epochs)) 'BEGIN { print n / s }')" "$a"
+	[ "$p" = null ] || printf '           rounds: %s\n' "$p"
+}
+
+wants() { [[ ",$only," == *",$1,"* ]]; }
+
+if wants 1-thread || wants 2-threads || wants workers; then
+	nnpg_bench_cluster "$port"
+	q -c "CREATE EXTENSION IF NOT EXISTS nnpg" >/dev/null
+	/usr/bin/python3 "$NNPG_ROOT/scripts/load_fashion.py" --layouts bytea >/dev/null
+	q -c "SELECT count(*) FROM fashion_train" >/dev/null
+	wants 1-thread && report 1-thread "$(run b1 1 '{}')"
+	wants 2-threads && report 2-threads "$(run b2 2 '{}')"
+	wants workers && report workers "$(run bw 1 "$opts")"
+	"${NNPG_BENCH_CLUSTER[@]}" stop >/dev/null
+	trap - EXIT
+fi
+if wants citus; then
+	bash "$NNPG_ROOT/scripts/citus.sh" build >/dev/null
+	bash "$NNPG_ROOT/scripts/citus.sh" stop >/dev/null 2>&1 || true
+	bash "$NNPG_ROOT/scripts/citus.sh" start >/dev/null
+	trap 'bash "$NNPG_ROOT/scripts/citus.sh" stop >/dev/null' EXIT
+	eval "$(bash "$NNPG_ROOT/scripts/citus.sh" env)"
+	export PGHOST PGPORT PGUSER PGDATABASE
+	bash "$NNPG_ROOT/test/citus/load_fashion.sh" --shards "$shards" >/dev/null
+	report citus "$(run bc 1 "$opts")"
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+points() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.2f", 100 * (a - b) }'; }
+if [ -n "${secs[workers]:-}" ] && [ -n "${secs[1-thread]:-}" ]; then
+	echo "workers => 2 vs one backend, 1 thread: $(ratio "${secs[1-thread]}" "${secs[workers]}")x samples/s (target >= 1.7), accuracy $(points "${accs[workers]}" "${accs[1-thread]}") points (target within 0.5)"
+fi
+if [ -n "${secs[workers]:-}" ] && [ -n "${secs[2-threads]:-}" ]; then
+	echo "workers => 2 vs one backend, 2 threads: $(ratio "${secs[2-threads]}" "${secs[workers]}")x samples/s"
+fi
+if [ -n "${secs[citus]:-}" ] && [ -n "${secs[1-thread]:-}" ]; then
+	echo "citus, 2 nodes vs one backend, 1 thread: accuracy $(points "${accs[citus]}" "${accs[1-thread]}") points (target within 0.5)"
+fi
