@@ -1222,6 +1222,7 @@ typedef struct fit_call
 	bool		stopped_early;
 	/* data-parallel training (options.workers); round_plan NULL: none */
 	SPIPlanPtr	round_plan;		/* the rounds over the training query */
+	nnpg_round_kind round_kind;	/* where they train */
 	SPIPlanPtr	val_plan;		/* evaluation rounds of validation_query */
 	int			guc_level;		/* the planner settings of the rounds */
 	int32		rounds;			/* per epoch */
@@ -1652,13 +1653,14 @@ fit_adapt(fit_call *fc)
 static bool
 fit_plan_rounds(fit_call *fc)
 {
-	bool		parallel;
+	nnpg_round_kind val_kind;
 
 	if (fc->fo.workers == 0)
 		return false;
 	fc->guc_level = NewGUCNestLevel();
-	fc->round_plan = nnpg_round_prepare(fc->a.query, fc->fo.workers, &parallel);
-	if (!parallel)
+	fc->round_plan = nnpg_round_prepare(fc->a.query, fc->fo.workers,
+										&fc->round_kind);
+	if (fc->round_kind == NNPG_ROUNDS_NONE)
 	{
 		SPI_freeplan(fc->round_plan);
 		fc->round_plan = NULL;
@@ -1672,9 +1674,10 @@ fit_plan_rounds(fit_call *fc)
 				 errhint("Read the rows from a table, or a view of one, with parallel safe expressions.")));
 		return false;
 	}
+	/* validation rows are evaluated wherever that query's plan runs */
 	if (fc->a.val_query != NULL)
 		fc->val_plan = nnpg_round_prepare(fc->a.val_query, fc->fo.workers,
-										  &parallel);
+										  &val_kind);
 	return true;
 }
 
@@ -1715,7 +1718,9 @@ fit_size_rounds(fit_call *fc)
 
 	fc->rounds = (int32) Min((n_train + sync - 1) / sync, PG_INT32_MAX);
 	fc->rounds = Max(fc->rounds, 1);
-	fc->round_threads = Max(1, Min(nnpg_threads, nnpg_online_cpus() / workers));
+	/* workers x threads within the cores; a Citus node's cores are its own */
+	fc->round_threads = fc->round_kind == NNPG_ROUNDS_CITUS ? 1 :
+		Max(1, Min(nnpg_threads, nnpg_online_cpus() / workers));
 
 	s->n_in = s->r.n_in;
 	s->y_width = nnpg_reader_target_width(&s->r);
@@ -2087,6 +2092,8 @@ fit_parallel_json(fit_call *fc)
 	initStringInfo(&buf);
 	jo_begin(&o, &buf);
 	jo_int(&o, "workers", fc->fo.workers);
+	jo_string(&o, "on", fc->round_kind == NNPG_ROUNDS_CITUS ? "citus" :
+			  "parallel workers");
 	jo_int(&o, "rounds_per_epoch", fc->rounds);
 	jo_int(&o, "replicas", fc->max_replicas);
 	jo_int(&o, "threads_per_replica", fc->round_threads);

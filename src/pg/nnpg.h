@@ -374,13 +374,21 @@ typedef struct nnpg_replica_counts
 /* A round's result: its counters and the merged model's bytes. */
 extern void nnpg_replica_read(const bytea *flat, nnpg_replica_counts *c,
 							  const uint8 **model, size_t *len);
+/* Where a round's plan trains its replicas. */
+typedef enum nnpg_round_kind
+{
+	NNPG_ROUNDS_NONE,			/* in one process: not worth rounds */
+	NNPG_ROUNDS_WORKERS,		/* PostgreSQL's parallel workers */
+	NNPG_ROUNDS_CITUS			/* the shards of a Citus table, on its nodes */
+} nnpg_round_kind;
+
 /*
  * The round statement over query, planned for workers parallel workers
- * (the settings stay until the caller's GUC nest level ends); *parallel
- * when its plan trains in more than one process.
+ * (the settings stay until the caller's GUC nest level ends), and where
+ * its plan trains.
  */
 extern SPIPlanPtr nnpg_round_prepare(const char *query, int32 workers,
-									 bool *parallel);
+									 nnpg_round_kind *kind);
 /* Run a round; the merged replica, or NULL when no replica took a row. */
 extern bytea *nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher,
 							 Jsonb *settings, int64 round_id,

@@ -1056,19 +1056,21 @@ nnpg_replica_read(const bytea *flat, nnpg_replica_counts *c,
 	read_flat(VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), c, model, len);
 }
 
-/* Does the plan train in more than one process: a Gather, or Citus? */
-static bool
-plan_is_parallel(Plan *plan)
+/* Where the plan trains: one process, parallel workers, or Citus nodes. */
+static nnpg_round_kind
+plan_kind(Plan *plan)
 {
+	nnpg_round_kind k;
+
 	if (plan == NULL)
-		return false;
+		return NNPG_ROUNDS_NONE;
 	if (IsA(plan, Gather) || IsA(plan, GatherMerge))
-		return true;
+		return NNPG_ROUNDS_WORKERS;
 	if (IsA(plan, CustomScan) &&
 		strncmp(((CustomScan *) plan)->methods->CustomName, "Citus", 5) == 0)
-		return true;
-	return plan_is_parallel(plan->lefttree) ||
-		plan_is_parallel(plan->righttree);
+		return NNPG_ROUNDS_CITUS;
+	k = plan_kind(plan->lefttree);
+	return k != NNPG_ROUNDS_NONE ? k : plan_kind(plan->righttree);
 }
 
 /*
@@ -1076,7 +1078,7 @@ plan_is_parallel(Plan *plan)
  * planner give it workers parallel workers, the leader only merging.
  */
 SPIPlanPtr
-nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
+nnpg_round_prepare(const char *query, int32 workers, nnpg_round_kind *kind)
 {
 	char	   *sql = psprintf("SELECT nnpg.nn_train("
 							   "CASE WHEN nnpg.nn_replica_wants($4) THEN $1 END, "
@@ -1109,7 +1111,7 @@ nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the training rounds: %s",
 			 SPI_result_code_string(SPI_result));
-	*parallel = false;
+	*kind = NNPG_ROUNDS_NONE;
 	cp = SPI_plan_get_cached_plan(plan);
 	if (cp != NULL)
 	{
@@ -1117,7 +1119,8 @@ nnpg_round_prepare(const char *query, int32 workers, bool *parallel)
 		{
 			PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
 
-			*parallel |= plan_is_parallel(ps->planTree);
+			if (*kind == NNPG_ROUNDS_NONE)
+				*kind = plan_kind(ps->planTree);
 		}
 		ReleaseCachedPlan(cp, NULL);	/* an unsaved plan's has no owner */
 	}
