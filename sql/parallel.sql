@@ -138,3 +138,6 @@ SELECT err($$SELECT nnpg.nn_train(NULL, NULL, s || '{"round_id": 99}', q) FROM p
 SELECT err($$SELECT 'not base64!'::nnpg.nn_replica$$);
 SELECT err($$SELECT 'AAAA'::nnpg.nn_replica$$);
 SELECT nnpg.nn_replica_wants(123456789) AS wants_unknown_round;
+
+-- tables of the state type would keep the extension from being dropped
+DROP TABLE pround, psettings;

@@ -1639,11 +1639,12 @@ fit_adapt(fit_call *fc)
 /* ---------- data-parallel training: rounds ---------- */
 
 /*
- * Rows between merges when options.sync_rows is not given: per replica,
- * 8192, which keeps the accuracy of one backend on the benchmarks (see
- * doc/scaling.md); fewer merges read the query fewer times.
+ * Rows between merges when options.sync_rows is not given: 8192 per
+ * worker, and at most 8 rounds an epoch, since every round reads the whole
+ * query (doc/scaling.md has the measurements behind both).
  */
 #define DEFAULT_SYNC_ROWS_PER_WORKER 8192
+#define DEFAULT_MAX_ROUNDS 8
 
 /*
  * With options.workers, plan the training rounds; false, with a NOTICE,
@@ -1717,6 +1718,8 @@ fit_size_rounds(fit_call *fc)
 	size_t		row_bytes;
 
 	fc->rounds = (int32) Min((n_train + sync - 1) / sync, PG_INT32_MAX);
+	if (!fc->fo.have_sync_rows)
+		fc->rounds = Min(fc->rounds, DEFAULT_MAX_ROUNDS);
 	fc->rounds = Max(fc->rounds, 1);
 	/* workers x threads within the cores; a Citus node's cores are its own */
 	fc->round_threads = fc->round_kind == NNPG_ROUNDS_CITUS ? 1 :
