@@ -275,6 +275,7 @@ LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
  * SELECT nnpg.nn_train(CASE WHEN nnpg.nn_replica_wants($4) THEN $1 END,
  *                      CASE WHEN nnpg.nn_replica_wants($4) THEN $2 END,
  *                      $3, q) FROM (query) AS q
+ * WHERE nnpg.nn_round_has($3, q)
  */
 CREATE AGGREGATE nnpg.nn_train(model bytea, teacher bytea, settings jsonb,
 							   training_row record) (
@@ -285,6 +286,12 @@ CREATE AGGREGATE nnpg.nn_train(model bytea, teacher bytea, settings jsonb,
 	FINALFUNC_MODIFY = READ_WRITE,
 	PARALLEL = SAFE
 );
+
+/* Does round settings take the row (its hash, the round, validation)? */
+CREATE FUNCTION nnpg.nn_round_has(settings jsonb, training_row record)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'nnpg_round_has'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION nnpg.nn_replica_model(replica nnpg.nn_replica) RETURNS bytea
 AS 'MODULE_PATHNAME', 'nnpg_replica_model'

@@ -66,6 +66,32 @@ SELECT length(r::text) > 1000 AS has_model, (r::text)::nnpg.nn_replica::text = r
        nnpg.nn_replica_wants(1) AS wants_round_1, nnpg.nn_replica_wants(2) AS wants_round_2
 FROM pround;
 
+-- nnpg.nn_round_has: every row is in exactly one of an epoch's 3 rounds,
+-- in a new partition each epoch; validation rows are the same in every
+-- epoch and in no training round
+CREATE FUNCTION round_of(q pblobs, epoch int, split float8) RETURNS int
+LANGUAGE sql AS $$
+  SELECT CASE WHEN count(*) = 1 THEN min(r) END
+  FROM generate_series(0, 2) r, psettings
+  WHERE nnpg.nn_round_has(s || jsonb_build_object('rounds', 3, 'round', r,
+                          'epoch', epoch, 'validation_split', split), q)
+$$;
+CREATE FUNCTION is_val(q pblobs, epoch int) RETURNS boolean LANGUAGE sql AS $$
+  SELECT nnpg.nn_round_has(s || jsonb_build_object('epoch', epoch, 'evaluate', true,
+                           'validation_rows', true, 'validation_split', 0.2), q)
+  FROM psettings
+$$;
+SELECT count(*) AS rows,
+       count(round_of(q, 1, 0)) AS in_one_round,
+       count(*) FILTER (WHERE round_of(q, 1, 0) = 0) BETWEEN 900 AND 1100 AS a_third,
+       count(*) FILTER (WHERE round_of(q, 1, 0) <> round_of(q, 2, 0)) > 1500
+         AS repartitioned,
+       count(*) FILTER (WHERE is_val(q, 1)) BETWEEN 500 AND 700 AS a_fifth,
+       count(*) FILTER (WHERE is_val(q, 1) = is_val(q, 2)) AS same_every_epoch,
+       count(*) FILTER (WHERE is_val(q, 1) = (round_of(q, 1, 0.2) IS NOT NULL))
+         AS validation_and_training
+FROM pblobs q;
+
 -- workers => 1 is one backend: a lone worker trains what the backend would
 SELECT count(*) FROM nn_fit('one_backend', 'SELECT x, y FROM pblobs', epochs => 1,
                             options => '{"workers": 1}', verbose => false);

@@ -11,6 +11,7 @@
  * runs it once per round over its query:
  *
  *     SELECT nnpg.nn_train($1, $2, $3, q) FROM (query) AS q
+ *     WHERE nnpg.nn_round_has($3, q)
  *
  * so that the planner runs it as a Partial Aggregate in each parallel
  * worker under a Gather, and Citus as worker_partial_agg on every shard of
@@ -27,13 +28,14 @@
  * optimizer state; the text form is that in base64.  A replica trains the
  * rows still in its buffer before it is flattened, merged or finalized.
  *
- * Rows: every round reads the whole query, and a row belongs to round r
- * of an epoch's R rounds when a hash of its values, seeded per epoch, is r
- * modulo R, so each epoch trains on every row once, in a new partition.
- * With validation_split, rows whose hash under the fit's seed falls in
- * the split are validation rows (a parallel scan has no row order to take
- * the last ones from); they are evaluated by the same aggregate in
- * evaluation rounds, which merge counters and leave the model as it is.
+ * Rows: every round reads the whole query, and nn_round_has() keeps the
+ * rows of round r of an epoch's R rounds: those whose hash, mixed with the
+ * epoch, is r modulo R, so each epoch trains on every row once, in a new
+ * partition; the rest never reach the aggregate.  With validation_split,
+ * rows whose hash falls in the split are validation rows (a parallel scan
+ * has no row order to take the last ones from); the same aggregate
+ * evaluates them in evaluation rounds, which merge counters and leave the
+ * model as it is.
  */
 #include "postgres.h"
 
@@ -566,36 +568,6 @@ buffer_put(replica *rp)
 	rp->brow[j] = rp->r.row_no;
 }
 
-/* Does the current row (in x, y) belong to this round's rows? */
-static bool
-row_selected(replica *rp)
-{
-	const round_settings *s = &rp->s;
-	uint64		h;
-
-	if (s->validation_split > 0)
-	{
-		/* the fit's seed: the same validation rows in every epoch */
-		h = hash_bytes_extended((const unsigned char *) rp->x,
-								sizeof(float) * rp->n_in, (uint64) s->seed);
-		h = hash_bytes_extended((const unsigned char *) rp->y,
-								sizeof(float) * rp->y_width, h);
-		if (((double) (h >> 11) * 0x1.0p-53 < s->validation_split) !=
-			s->validation_rows)
-			return false;
-	}
-	else if (s->validation_rows)
-		return true;			/* a validation query: all its rows */
-	if (s->evaluate)
-		return true;
-	h = hash_bytes_extended((const unsigned char *) rp->x,
-							sizeof(float) * rp->n_in,
-							(uint64) s->seed * 31 + (uint64) s->epoch);
-	h = hash_bytes_extended((const unsigned char *) rp->y,
-							sizeof(float) * rp->y_width, h);
-	return h % (uint64) s->rounds == (uint64) s->round;
-}
-
 /* Take one row of the aggregate's input. */
 static void
 replica_take(replica *rp, HeapTupleHeader row)
@@ -624,7 +596,7 @@ replica_take(replica *rp, HeapTupleHeader row)
 		rp->c.skipped++;
 	rp->row = NULL;
 	ExecClearTuple(rp->slot);
-	if (!taken || !row_selected(rp))
+	if (!taken)
 		return;
 	rp->flat = NULL;
 	if (rp->s.evaluate || !rp->s.shuffle)
@@ -791,16 +763,13 @@ nnpg_replica_wants(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(round_start.round_id != PG_GETARG_INT64(0));
 }
 
-/* A new replica of the round's model, for the settings of arg 3. */
+/* A new replica of the round's model. */
 static replica *
-replica_start(FunctionCallInfo fcinfo, MemoryContext aggcxt)
+replica_start(MemoryContext aggcxt)
 {
 	replica    *rp = replica_new(aggcxt);
-	bytea	   *model;
+	bytea	   *model = round_start.model;
 
-	read_settings(PG_GETARG_JSONB_P(3), &rp->s);
-	keep_round_start(fcinfo, rp->s.round_id);
-	model = round_start.model;
 	rp->model = load_into(rp, (const uint8 *) VARDATA(model),
 						  VARSIZE(model) - VARHDRSZ);
 	rp->c.replicas = 1;
@@ -823,16 +792,15 @@ nnpg_replica_step(PG_FUNCTION_ARGS)
 		nnpg_null_argument("settings");
 	if (PG_ARGISNULL(0))
 	{
-		if (PG_ARGISNULL(4))
-		{
-			round_settings s;
+		round_settings s;
 
-			/* no replica without a row, but keep what the call brings */
-			read_settings(PG_GETARG_JSONB_P(3), &s);
-			keep_round_start(fcinfo, s.round_id);
-			PG_RETURN_NULL();
-		}
-		rp = replica_start(fcinfo, aggcxt);
+		/* keep what the call brings, even without a row */
+		read_settings(PG_GETARG_JSONB_P(3), &s);
+		keep_round_start(fcinfo, s.round_id);
+		if (PG_ARGISNULL(4))
+			PG_RETURN_NULL();	/* no replica without a row */
+		rp = replica_start(aggcxt);
+		rp->s = s;
 	}
 	else
 		rp = replica_of(PG_GETARG_DATUM(0), aggcxt);
@@ -845,7 +813,12 @@ nnpg_replica_step(PG_FUNCTION_ARGS)
 	cb.previous = error_context_stack;
 	error_context_stack = &cb;
 	if (!rp->training)
+	{
+		/* a state that arrived flat has no settings yet */
+		if (rp->s.rounds == 0)
+			read_settings(PG_GETARG_JSONB_P(3), &rp->s);
 		replica_setup(rp, row);
+	}
 	replica_take(rp, row);
 	error_context_stack = cb.previous;
 	PG_RETURN_DATUM(EOHPGetRWDatum(&rp->hdr));
@@ -1046,6 +1019,126 @@ nnpg_replica_send(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
+/* ---------- which rows a round takes ---------- */
+
+/* splitmix64's finalizer: the bits of x, well mixed. */
+static uint64
+mix64(uint64 x)
+{
+	x = (x ^ (x >> 30)) * UINT64CONST(0xbf58476d1ce4e5b9);
+	x = (x ^ (x >> 27)) * UINT64CONST(0x94d049bb133111eb);
+	return x ^ (x >> 31);
+}
+
+/* What nn_round_has keeps between rows: the settings and the row type. */
+typedef struct round_filter
+{
+	Jsonb	   *settings;		/* a copy of the argument they were read from */
+	round_settings s;
+	Oid			row_type;
+	int32		row_typmod;
+	TupleDesc	desc;
+	Datum	   *values;
+	bool	   *nulls;
+} round_filter;
+
+/* The filter state of this call site, for these settings and row type. */
+static round_filter *
+filter_of(FunctionCallInfo fcinfo, Jsonb *settings, HeapTupleHeader row)
+{
+	round_filter *f = fcinfo->flinfo->fn_extra;
+	Oid			type = HeapTupleHeaderGetTypeId(row);
+	int32		typmod = HeapTupleHeaderGetTypMod(row);
+	MemoryContext old;
+
+	if (f == NULL)
+		f = fcinfo->flinfo->fn_extra =
+			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(round_filter));
+	/* the same settings, nearly always: compared by their bytes */
+	if (f->settings == NULL || VARSIZE(f->settings) != VARSIZE(settings) ||
+		memcmp(f->settings, settings, VARSIZE(settings)) != 0)
+	{
+		read_settings(settings, &f->s);
+		if (f->settings != NULL)
+			pfree(f->settings);
+		f->settings = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
+										 VARSIZE(settings));
+		memcpy(f->settings, settings, VARSIZE(settings));
+	}
+	if (f->desc == NULL || f->row_type != type || f->row_typmod != typmod)
+	{
+		old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		f->desc = lookup_rowtype_tupdesc_copy(type, typmod);
+		f->values = palloc(sizeof(Datum) * f->desc->natts);
+		f->nulls = palloc(sizeof(bool) * f->desc->natts);
+		f->row_type = type;
+		f->row_typmod = typmod;
+		MemoryContextSwitchTo(old);
+	}
+	return f;
+}
+
+/* A hash of a row's values from seed: each column's bytes, NULLs marked. */
+static uint64
+row_hash(round_filter *f, HeapTupleHeader row, uint64 seed)
+{
+	HeapTupleData tuple;
+	uint64		h = seed;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+	heap_deform_tuple(&tuple, f->desc, f->values, f->nulls);
+	for (int i = 0; i < f->desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(f->desc, i);
+		Datum		v = f->values[i];
+
+		if (f->nulls[i])
+			h = mix64(h + 1);
+		else if (att->attbyval)
+			h = hash_bytes_extended((const unsigned char *) &v, sizeof(v), h);
+		else if (att->attlen == -1)
+		{
+			struct varlena *d = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
+
+			h = hash_bytes_extended((const unsigned char *) VARDATA_ANY(d),
+									VARSIZE_ANY_EXHDR(d), h);
+		}
+		else
+			h = hash_bytes_extended((const unsigned char *) DatumGetPointer(v),
+									att->attlen > 0 ? att->attlen :
+									strlen(DatumGetCString(v)), h);
+	}
+	return h;
+}
+
+/*
+ * nn_round_has(settings, row): does the round take the row?  With
+ * validation_split, the rows whose hash (under the fit's seed) falls in
+ * the fraction are validation rows, the same ones every epoch: evaluation
+ * rounds take them, training rounds the others.  A training round takes a
+ * row when the hash, mixed with the epoch, is its number modulo rounds.
+ */
+PG_FUNCTION_INFO_V1(nnpg_round_has);
+Datum
+nnpg_round_has(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(1);
+	round_filter *f = filter_of(fcinfo, PG_GETARG_JSONB_P(0), row);
+	const round_settings *s = &f->s;
+	uint64		h = row_hash(f, row, (uint64) s->seed);
+
+	if (s->validation_split > 0 &&
+		((double) (h >> 11) * 0x1.0p-53 < s->validation_split) != s->validation_rows)
+		PG_RETURN_BOOL(false);
+	if (s->evaluate)
+		PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(mix64(h + (uint64) s->epoch) % (uint64) s->rounds ==
+				   (uint64) s->round);
+}
+
 /* ---------- the leader: rounds ---------- */
 
 /* A flat replica's counters and model bytes (nn_fit reads a round's). */
@@ -1083,7 +1176,8 @@ nnpg_round_prepare(const char *query, int32 workers, nnpg_round_kind *kind)
 	char	   *sql = psprintf("SELECT nnpg.nn_train("
 							   "CASE WHEN nnpg.nn_replica_wants($4) THEN $1 END, "
 							   "CASE WHEN nnpg.nn_replica_wants($4) THEN $2 END, "
-							   "$3, q) FROM (%s) AS q", query);
+							   "$3, q) FROM (%s) AS q WHERE nnpg.nn_round_has($3, q)",
+							   query);
 	Oid			argtypes[4] = {BYTEAOID, BYTEAOID, JSONBOID, INT8OID};
 	char		n[16];
 	SPIPlanPtr	plan;
