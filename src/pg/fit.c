@@ -1742,6 +1742,20 @@ fit_size_rounds(fit_call *fc)
 		fc->teacher_bytes = nnpg_serialize_model(fc->teacher, false);
 }
 
+/*
+ * The batch of each replica: batch_size over the replicas (the workers, or
+ * as many as the last round merged), so that the merge of their steps is a
+ * step of batch_size rows, as one backend takes.
+ */
+static int32
+replica_batch(fit_call *fc)
+{
+	int64		replicas = fc->max_replicas > 0 ? fc->max_replicas :
+		fc->fo.workers;
+
+	return (int32) Max((fc->a.batch + replicas - 1) / replicas, 1);
+}
+
 /* The settings of round r of epoch e, for the replicas. */
 static Jsonb *
 round_settings(fit_call *fc, int32 e, int32 r, bool evaluate)
@@ -1752,7 +1766,7 @@ round_settings(fit_call *fc, int32 e, int32 r, bool evaluate)
 	initStringInfo(&buf);
 	jo_begin(&o, &buf);
 	jo_bool(&o, "evaluate", evaluate);
-	jo_int(&o, "batch_size", fc->a.batch);
+	jo_int(&o, "batch_size", replica_batch(fc));
 	jo_int(&o, "epoch", e);
 	jo_int(&o, "round", r);
 	jo_int(&o, "rounds", evaluate ? 1 : fc->rounds);

@@ -361,7 +361,8 @@ typedef struct nnpg_replica_counts
 {
 	int64		rows;			/* rows trained on or evaluated */
 	int64		trained;		/* rows trained on: the merge's weight */
-	int64		steps;			/* optimizer steps */
+	int64		steps;			/* optimizer steps (merged replicas: their
+								 * row-weighted mean) */
 	int64		correct;		/* correctly classified rows */
 	int64		skipped;		/* rows with NULLs skipped */
 	int64		replicas;		/* replicas merged */

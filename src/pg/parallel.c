@@ -40,7 +40,6 @@
 #include "postgres.h"
 
 #include <math.h>
-#include <unistd.h>
 
 #include "access/htup_details.h"
 #include "access/parallel.h"
@@ -48,18 +47,15 @@
 #include "common/base64.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
-#include "funcapi.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
 #include "nodes/extensible.h"
 #include "nodes/plannodes.h"
 #include "port/pg_bswap.h"
 #include "portability/instr_time.h"
-#include "utils/builtins.h"
 #include "utils/expandeddatum.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/typcache.h"
@@ -835,15 +831,16 @@ replica_merge(replica *dst, const nnpg_replica_counts *c, nn_model *src)
 		bad_replica("replicas of different rounds");
 	if (c->trained > 0)
 	{
+		double		w = (double) c->trained / (double) trained;
+
 		memset(&err, 0, sizeof(err));
-		nnpg_check(nn_model_average(dst->model, src,
-									(double) c->trained / (double) trained,
-									&err), &err);
-		nn_model_set_step(dst->model, dst->c.base_step + dst->c.steps + c->steps);
+		nnpg_check(nn_model_average(dst->model, src, w, &err), &err);
+		/* the replicas stepped side by side: their mean count of steps */
+		dst->c.steps = (int64) rint(dst->c.steps + w * (c->steps - dst->c.steps));
+		nn_model_set_step(dst->model, dst->c.base_step + dst->c.steps);
 	}
 	dst->c.rows += c->rows;
 	dst->c.trained = trained;
-	dst->c.steps += c->steps;
 	dst->c.correct += c->correct;
 	dst->c.skipped += c->skipped;
 	dst->c.replicas += c->replicas;
@@ -1166,6 +1163,24 @@ plan_kind(Plan *plan)
 	return k != NNPG_ROUNDS_NONE ? k : plan_kind(plan->righttree);
 }
 
+/* Planner settings of the rounds: every worker asked for, whatever the
+ * table's size, and none of the leader's time spent on a replica. */
+static const char *const round_planner_settings[][2] =
+{
+	{"parallel_leader_participation", "off"},
+	{"min_parallel_table_scan_size", "0"},
+	{"parallel_setup_cost", "0"},
+	{"parallel_tuple_cost", "0"},
+};
+
+/* Set a planner setting until the caller's GUC nest level ends. */
+static void
+set_round_setting(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
 /*
  * Prepare query's round statement under the settings that make the
  * planner give it workers parallel workers, the leader only merging.
@@ -1184,23 +1199,12 @@ nnpg_round_prepare(const char *query, int32 workers, nnpg_round_kind *kind)
 	CachedPlan *cp;
 	ListCell   *lc;
 
-	snprintf(n, sizeof(n), "%d", workers);
 	/* the leader merges; each worker trains one replica */
-	(void) set_config_option("max_parallel_workers_per_gather", n,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	(void) set_config_option("parallel_leader_participation", "off",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	(void) set_config_option("min_parallel_table_scan_size", "0",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	(void) set_config_option("parallel_setup_cost", "0",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	(void) set_config_option("parallel_tuple_cost", "0",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	snprintf(n, sizeof(n), "%d", workers);
+	set_round_setting("max_parallel_workers_per_gather", n);
+	for (int i = 0; i < lengthof(round_planner_settings); i++)
+		set_round_setting(round_planner_settings[i][0],
+						  round_planner_settings[i][1]);
 	plan = SPI_prepare_cursor(sql, 4, argtypes, CURSOR_OPT_PARALLEL_OK);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the training rounds: %s",

@@ -72,7 +72,7 @@ workers=$(q -c "SELECT count(*) FROM pg_dist_node
 
 t0=$SECONDS
 nnpg_log "loading ${prefix}_train and ${prefix}_test into the coordinator (${version%% on *}, $PGHOST port $PGPORT)"
-/usr/bin/python3 "$root/scripts/load_fashion.py" --layouts bytea --prefix "$prefix" "${limit[@]}"
+/usr/bin/python3 "$root/scripts/load_fashion.py" --layouts bytea --jobs 1 --prefix "$prefix" "${limit[@]}"
 t1=$SECONDS
 
 nnpg_log "distributing them by id: $shards shards over $workers workers"
