@@ -1728,7 +1728,9 @@ fit_size_rounds(fit_call *fc)
 	s->n_in = s->r.n_in;
 	s->y_width = nnpg_reader_target_width(&s->r);
 	s->in_memory = false;
-	row_bytes = sizeof(float) * ((size_t) s->n_in + s->y_width) + sizeof(int64);
+	/* a replica keeps a row's features as bytes when every column is bytea */
+	row_bytes = (size_t) s->n_in * (s->r.bytes_only ? 1 : sizeof(float)) +
+		sizeof(float) * s->y_width + sizeof(int64);
 	fc->buffer_rows = Min((n_train + fc->rounds - 1) / fc->rounds,
 						  (int64) (nnpg_data_cache_bytes() / workers / row_bytes));
 	fc->buffer_rows = Max(fc->buffer_rows, fc->a.batch);

@@ -111,12 +111,14 @@ typedef struct replica
 	nn_rng		rng;
 	int32		n_in;
 	int32		y_width;
-	float	   *x;				/* (n_in) the row, converted */
-	float	   *y;				/* (y_width) */
+	bool		bytes;			/* features kept as bytes (bytea columns) */
+	size_t		x_bytes;		/* a row's features: n_in bytes or floats */
+	char	   *x;				/* (x_bytes) the row's features */
+	float	   *y;				/* (y_width) its target */
 	/* shuffle buffer: filled rows of cap (grown up to buffer_rows) */
 	int64		cap;
 	int64		filled;
-	float	   *bx;
+	char	   *bx;				/* (cap, x_bytes) */
 	float	   *by;
 	int64	   *brow;
 	/* the batch being built */
@@ -462,8 +464,11 @@ replica_setup(replica *rp, HeapTupleHeader row)
 
 	rp->n_in = rp->r.n_in;
 	rp->y_width = nnpg_reader_target_width(&rp->r);
+	/* as one backend keeps them: a quarter of the memory to move */
+	rp->bytes = rp->r.bytes_only;
+	rp->x_bytes = (size_t) rp->n_in * (rp->bytes ? 1 : sizeof(float));
 	batch = (size_t) s->batch;
-	rp->x = palloc(sizeof(float) * rp->n_in);
+	rp->x = palloc(rp->x_bytes);
 	rp->y = palloc(sizeof(float) * rp->y_width);
 	rp->xbuf = MemoryContextAllocHuge(rp->hdr.eoh_context,
 									  sizeof(float) * batch * rp->n_in);
@@ -507,9 +512,14 @@ run_batch(replica *rp)
 
 /* Put a row (x, y, its number) into the batch; run it when full. */
 static void
-batch_put(replica *rp, const float *x, const float *y, int64 row_no)
+batch_put(replica *rp, const char *x, const float *y, int64 row_no)
 {
-	memcpy(rp->xbuf + (size_t) rp->k * rp->n_in, x, sizeof(float) * rp->n_in);
+	float	   *dst = rp->xbuf + (size_t) rp->k * rp->n_in;
+
+	if (rp->bytes)
+		nn_bytes_to_floats(dst, (const uint8 *) x, rp->n_in);
+	else
+		memcpy(dst, x, rp->x_bytes);
 	memcpy(rp->ybuf + (size_t) rp->k * rp->y_width, y,
 		   sizeof(float) * rp->y_width);
 	rp->slot_row[rp->k++] = row_no;
@@ -528,13 +538,13 @@ grow_buffer(replica *rp)
 		return false;
 	if (rp->bx == NULL)
 	{
-		rp->bx = MemoryContextAllocHuge(cxt, sizeof(float) * cap * rp->n_in);
+		rp->bx = MemoryContextAllocHuge(cxt, rp->x_bytes * cap);
 		rp->by = MemoryContextAllocHuge(cxt, sizeof(float) * cap * rp->y_width);
 		rp->brow = MemoryContextAllocHuge(cxt, sizeof(int64) * cap);
 	}
 	else
 	{
-		rp->bx = repalloc_huge(rp->bx, sizeof(float) * cap * rp->n_in);
+		rp->bx = repalloc_huge(rp->bx, rp->x_bytes * cap);
 		rp->by = repalloc_huge(rp->by, sizeof(float) * cap * rp->y_width);
 		rp->brow = repalloc_huge(rp->brow, sizeof(int64) * cap);
 	}
@@ -556,10 +566,10 @@ buffer_put(replica *rp)
 	else
 	{
 		j = (int64) nn_rng_below(&rp->rng, (uint64) rp->cap);
-		batch_put(rp, rp->bx + j * rp->n_in, rp->by + j * rp->y_width,
+		batch_put(rp, rp->bx + j * rp->x_bytes, rp->by + j * rp->y_width,
 				  rp->brow[j]);
 	}
-	memcpy(rp->bx + j * rp->n_in, rp->x, sizeof(float) * rp->n_in);
+	memcpy(rp->bx + j * rp->x_bytes, rp->x, rp->x_bytes);
 	memcpy(rp->by + j * rp->y_width, rp->y, sizeof(float) * rp->y_width);
 	rp->brow[j] = rp->r.row_no;
 }
@@ -584,7 +594,10 @@ replica_take(replica *rp, HeapTupleHeader row)
 	rp->row = row;
 	if (nnpg_reader_take(&rp->r, rp->slot))
 	{
-		nnpg_reader_features(&rp->r, rp->x);
+		if (rp->bytes)
+			nnpg_reader_features_bytes(&rp->r, (uint8 *) rp->x);
+		else
+			nnpg_reader_features(&rp->r, (float *) rp->x);
 		nnpg_reader_target(&rp->r, rp->y);
 		taken = true;
 	}
@@ -617,11 +630,11 @@ replica_finish(replica *rp)
 	{
 		int64		j = (int64) nn_rng_below(&rp->rng, (uint64) i);
 
-		batch_put(rp, rp->bx + j * rp->n_in, rp->by + j * rp->y_width,
+		batch_put(rp, rp->bx + j * rp->x_bytes, rp->by + j * rp->y_width,
 				  rp->brow[j]);
 		/* the last buffered row fills the hole */
-		memcpy(rp->bx + j * rp->n_in, rp->bx + (i - 1) * rp->n_in,
-			   sizeof(float) * rp->n_in);
+		memcpy(rp->bx + j * rp->x_bytes, rp->bx + (i - 1) * rp->x_bytes,
+			   rp->x_bytes);
 		memcpy(rp->by + j * rp->y_width, rp->by + (i - 1) * rp->y_width,
 			   sizeof(float) * rp->y_width);
 		rp->brow[j] = rp->brow[i - 1];

@@ -112,6 +112,26 @@ summary() {
 
 wants() { [[ ",$only," == *",$1,"* ]]; }
 
+# capacity: how much faster two CPU-bound processes (sha256sum of 256 MB
+# in memory) get through twice the work than one gets through once: 2.0
+# when this shared machine gives both its cores, less when it does not.
+capacity() {
+	local f=/dev/shm/nnpg_bench_$$ t0 t1 t2
+	head -c 256M /dev/urandom >"$f"
+	sha256sum "$f" >/dev/null
+	t0=$(date +%s.%N)
+	sha256sum "$f" >/dev/null
+	t1=$(date +%s.%N)
+	sha256sum "$f" >/dev/null &
+	sha256sum "$f" >/dev/null
+	wait
+	t2=$(date +%s.%N)
+	rm -f "$f"
+	awk -v a="$t0" -v b="$t1" -v c="$t2" \
+		'BEGIN { printf "machine capacity: 2 processes did %.2fx the work of 1 in the same time\n", 2 * (b - a) / (c - b) }'
+}
+capacity
+
 if wants 1-thread || wants 2-threads || wants workers; then
 	nnpg_bench_cluster "$port"
 	q -c "CREATE EXTENSION IF NOT EXISTS nnpg" >/dev/null
@@ -137,6 +157,7 @@ if wants citus; then
 	done
 fi
 
+capacity
 for w in 1-thread workers 2-threads citus; do
 	[ -n "${secs[$w]:-}" ] && summary "$w"
 done
