@@ -1231,10 +1231,10 @@ typedef struct fit_call
 	int64		max_replicas;	/* most replicas merged in a round */
 	int64		par_skipped;	/* rows with NULLs skipped in an epoch */
 	bytea	   *teacher_bytes;
-	/* where the rounds' time went: all of it, the slowest replica of
-	 * each round (rows read and trained), merging in this process */
 	int64		round_id0;		/* a random first round id (see parallel.c) */
 	int64		rounds_run;
+	/* where the rounds' time went: all of it, the slowest replica of
+	 * each round (rows read and trained), merging in this process */
 	double		round_secs;
 	double		compute_secs;
 	double		merge_secs;
