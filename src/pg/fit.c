@@ -49,6 +49,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/plancache.h"
 #include "tcop/utility.h"
 #include "utils/tuplestore.h"
 
@@ -1231,6 +1232,8 @@ typedef struct fit_call
 	int64		max_replicas;	/* most replicas merged in a round */
 	int64		par_skipped;	/* rows with NULLs skipped in an epoch */
 	bytea	   *teacher_bytes;
+	char	   *train_columns;	/* JSON arrays of the queries' column names */
+	char	   *val_columns;
 	int64		round_id0;		/* a random first round id (see parallel.c) */
 	int64		rounds_run;
 	/* where the rounds' time went: all of it, the slowest replica of
@@ -1682,6 +1685,31 @@ fit_plan_rounds(fit_call *fc)
 	return true;
 }
 
+/* The column names of query's rows as a JSON array (text). */
+static char *
+column_names_json(const char *query)
+{
+	SPIPlanPtr	plan = SPI_prepare(query, 0, NULL);
+	CachedPlanSource *ps;
+	StringInfoData buf;
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the query: %s",
+			 SPI_result_code_string(SPI_result));
+	ps = linitial(SPI_plan_get_plan_sources(plan));
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; ps->resultDesc && i < ps->resultDesc->natts; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, NameStr(TupleDescAttr(ps->resultDesc, i)->attname));
+	}
+	appendStringInfoChar(&buf, ']');
+	SPI_freeplan(plan);
+	return buf.data;
+}
+
 /* The number of rows query returns, counted in parallel. */
 static int64
 count_rows(const char *query)
@@ -1740,6 +1768,9 @@ fit_size_rounds(fit_call *fc)
 	fc->has_val = fc->a.val_split > 0 || fc->a.val_query != NULL;
 	fc->fs.epoch_rows = n_train;
 	fc->round_id0 = nnpg_random_seed() >> 16;
+	fc->train_columns = column_names_json(fc->a.query);
+	if (fc->a.val_query != NULL)
+		fc->val_columns = column_names_json(fc->a.val_query);
 	if (fc->teacher)
 		fc->teacher_bytes = nnpg_serialize_model(fc->teacher, false);
 }
@@ -1783,6 +1814,8 @@ round_settings(fit_call *fc, int32 e, int32 r, bool evaluate)
 	jo_int(&o, "buffer_rows", fc->buffer_rows);
 	jo_float(&o, "temperature", fc->fo.temperature);
 	jo_float(&o, "distill_alpha", fc->fo.distill_alpha);
+	jo_raw(&o, "columns", evaluate && fc->val_columns ? fc->val_columns :
+		   fc->train_columns);
 	jo_end(&o);
 	return DatumGetJsonbP(nnpg_jsonb_from_cstring(buf.data));
 }

@@ -417,9 +417,36 @@ read_settings(Jsonb *j, round_settings *s)
 				 errmsg("round settings are not valid")));
 }
 
+/*
+ * The query's column names from the settings' "columns", for messages:
+ * Citus sends the shards the row as ROW(a, b), whose columns are f1, f2.
+ */
+static void
+name_columns(nnpg_reader *r, Jsonb *settings)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+	JsonbValue *e;
+
+	k.type = jbvString;
+	k.val.string.val = "columns";
+	k.val.string.len = strlen("columns");
+	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvBinary ||
+		!JsonContainerIsArray(v->val.binary.data) ||
+		JsonContainerSize(v->val.binary.data) != (uint32) r->natts)
+		return;
+	for (int i = 0; i < r->natts; i++)
+	{
+		e = getIthJsonbValueFromContainer(v->val.binary.data, i);
+		if (e != NULL && e->type == jbvString)
+			r->colnames[i] = pnstrdup(e->val.string.val, e->val.string.len);
+	}
+}
+
 /* Set a new replica up to take rows of the given type. */
 static void
-replica_setup(replica *rp, HeapTupleHeader row)
+replica_setup(replica *rp, HeapTupleHeader row, Jsonb *settings)
 {
 	MemoryContext old = MemoryContextSwitchTo(rp->hdr.eoh_context);
 	round_settings *s = &rp->s;
@@ -459,6 +486,7 @@ replica_setup(replica *rp, HeapTupleHeader row)
 	rp->r.row_cxt = AllocSetContextCreate(rp->hdr.eoh_context, "nnpg replica row",
 										  ALLOCSET_DEFAULT_SIZES);
 	nnpg_reader_describe(&rp->r, desc);
+	name_columns(&rp->r, settings);
 	nnpg_target_setup(&rp->r, rp->model, nn_model_loss(rp->model));
 	rp->slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
 
@@ -826,7 +854,7 @@ nnpg_replica_step(PG_FUNCTION_ARGS)
 		/* a state that arrived flat has no settings yet */
 		if (rp->s.rounds == 0)
 			read_settings(PG_GETARG_JSONB_P(3), &rp->s);
-		replica_setup(rp, row);
+		replica_setup(rp, row, PG_GETARG_JSONB_P(3));
 	}
 	replica_take(rp, row);
 	error_context_stack = cb.previous;

@@ -69,6 +69,11 @@ sed 's/^/    | /' "$IT_TMP/bad.out"
 it_check_eq "a short image fails with 22000" "$(sed -n 's/^SQLSTATE //p' "$IT_TMP/bad.out")" 22000
 it_check "the message says what is wrong" grep -q 'expected 784 features, not 2' "$IT_TMP/bad.out"
 it_check "the context shows the failing row" grep -q 'row ("\\\\x0102",3) of this replica' "$IT_TMP/bad.out"
+it_psql -c "UPDATE ct_bad SET img = NULL WHERE id = 5001" >/dev/null
+it_run_sql -- "SELECT count(*) FROM nn_fit('ct_par', 'SELECT img, label FROM ct_bad',
+	epochs => 1, options => '{\"workers\": 2}', verbose => false)" >"$IT_TMP/null.out"
+it_check_eq "a NULL image fails with 22004" "$(sed -n 's/^SQLSTATE //p' "$IT_TMP/null.out")" 22004
+it_check "the message names the query's column" grep -q 'null value in column "img"' "$IT_TMP/null.out"
 it_check_eq "nothing stored" "$(it_versions ct_par)" "2 2"
 
 # 4. A cancelled fit: no query of it left on the workers, nothing stored.
