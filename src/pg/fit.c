@@ -1685,29 +1685,38 @@ fit_plan_rounds(fit_call *fc)
 	return true;
 }
 
-/* The column names of query's rows as a JSON array (text). */
+/* The column names of rows of type desc, as a JSON array (text). */
 static char *
-column_names_json(const char *query)
+column_names_json(TupleDesc desc)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; desc != NULL && i < desc->natts; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, NameStr(TupleDescAttr(desc, i)->attname));
+	}
+	appendStringInfoChar(&buf, ']');
+	return buf.data;
+}
+
+/* The same for a query the rounds read without a reader of their own. */
+static char *
+query_column_names_json(const char *query)
 {
 	SPIPlanPtr	plan = SPI_prepare(query, 0, NULL);
-	CachedPlanSource *ps;
-	StringInfoData buf;
+	char	   *json;
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the query: %s",
 			 SPI_result_code_string(SPI_result));
-	ps = linitial(SPI_plan_get_plan_sources(plan));
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
-	for (int i = 0; ps->resultDesc && i < ps->resultDesc->natts; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, NameStr(TupleDescAttr(ps->resultDesc, i)->attname));
-	}
-	appendStringInfoChar(&buf, ']');
+	json = column_names_json(((CachedPlanSource *)
+							  linitial(SPI_plan_get_plan_sources(plan)))->resultDesc);
 	SPI_freeplan(plan);
-	return buf.data;
+	return json;
 }
 
 /* The number of rows query returns, counted in parallel. */
@@ -1768,9 +1777,9 @@ fit_size_rounds(fit_call *fc)
 	fc->has_val = fc->a.val_split > 0 || fc->a.val_query != NULL;
 	fc->fs.epoch_rows = n_train;
 	fc->round_id0 = nnpg_random_seed() >> 16;
-	fc->train_columns = column_names_json(fc->a.query);
+	fc->train_columns = column_names_json(s->r.held->tts_tupleDescriptor);
 	if (fc->a.val_query != NULL)
-		fc->val_columns = column_names_json(fc->a.val_query);
+		fc->val_columns = query_column_names_json(fc->a.val_query);
 	if (fc->teacher)
 		fc->teacher_bytes = nnpg_serialize_model(fc->teacher, false);
 }
@@ -1832,8 +1841,7 @@ fit_round(fit_call *fc, SPIPlanPtr plan, Jsonb *settings,
 	nnpg_replica_counts c;
 	const uint8 *bytes;
 	size_t		len;
-	nn_model   *merged = NULL;
-	nn_error	err;
+	nn_model   *merged;
 
 	INSTR_TIME_SET_CURRENT(start);
 	model = nnpg_serialize_model(fc->model, true);
@@ -1851,10 +1859,7 @@ fit_round(fit_call *fc, SPIPlanPtr plan, Jsonb *settings,
 	fc->compute_secs += c.max_seconds;
 	if (c.trained > 0)
 	{
-		memset(&err, 0, sizeof(err));
-		nnpg_check(nn_model_deserialize(&merged, bytes, len,
-										nnpg_max_model_bytes(), fc->alloc,
-										nnpg_crc32c, &err), &err);
+		merged = nnpg_load_model_bytes(bytes, len, fc->cxt);
 		nn_model_free(fc->model);
 		fc->model = fc->fs.model = merged;
 	}

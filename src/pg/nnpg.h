@@ -304,6 +304,8 @@ extern void nnpg_model_not_built(const char *name) pg_attribute_noreturn();
 
 /* Deserialize and validate model bytes into a model allocated in cxt. */
 extern nn_model *nnpg_load_model(const bytea *weights, MemoryContext cxt);
+extern nn_model *nnpg_load_model_bytes(const uint8 *bytes, size_t len,
+									   MemoryContext cxt);
 /* Fetch and load a model by name (the latest version when version_isnull)
  * into cxt with the caller's rights; row receives its row. */
 extern nn_model *nnpg_load_named_model(const char *name, bool version_isnull,

@@ -273,20 +273,6 @@ replica_new(MemoryContext parent)
 	return rp;
 }
 
-/* Deserialize model bytes into the replica's context. */
-static nn_model *
-load_into(replica *rp, const uint8 *bytes, size_t len)
-{
-	nn_model   *m = NULL;
-	nn_error	err;
-
-	memset(&err, 0, sizeof(err));
-	nnpg_check(nn_model_deserialize(&m, bytes, len, nnpg_max_model_bytes(),
-									nnpg_alloc_create(rp->hdr.eoh_context),
-									nnpg_crc32c, &err), &err);
-	return m;
-}
-
 /* An expanded replica of a flat one, in parent. */
 static replica *
 expand_flat(const bytea *flat, MemoryContext parent)
@@ -296,7 +282,7 @@ expand_flat(const bytea *flat, MemoryContext parent)
 	size_t		len;
 
 	read_flat(VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), &rp->c, &bytes, &len);
-	rp->model = load_into(rp, bytes, len);
+	rp->model = nnpg_load_model_bytes(bytes, len, rp->hdr.eoh_context);
 	return rp;
 }
 
@@ -369,14 +355,11 @@ replica_error_callback(void *arg)
 static double
 setting_number(Jsonb *s, const char *key)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue	vbuf;
+	JsonbValue *v = getKeyJsonValueFromContainer(&s->root, key, strlen(key),
+												 &vbuf);
 	double		d;
 
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&s->root, JB_FOBJECT, &k);
 	if (v == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -424,14 +407,11 @@ read_settings(Jsonb *j, round_settings *s)
 static void
 name_columns(nnpg_reader *r, Jsonb *settings)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue	vbuf;
+	JsonbValue *v = getKeyJsonValueFromContainer(&settings->root, "columns",
+												 strlen("columns"), &vbuf);
 	JsonbValue *e;
 
-	k.type = jbvString;
-	k.val.string.val = "columns";
-	k.val.string.len = strlen("columns");
-	v = findJsonbValueFromContainer(&settings->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvBinary ||
 		!JsonContainerIsArray(v->val.binary.data) ||
 		JsonContainerSize(v->val.binary.data) != (uint32) r->natts)
@@ -462,8 +442,7 @@ replica_setup(replica *rp, HeapTupleHeader row, Jsonb *settings)
 	{
 		bytea	   *t = round_start.teacher;
 
-		rp->teacher = load_into(rp, (const uint8 *) VARDATA(t),
-								VARSIZE(t) - VARHDRSZ);
+		rp->teacher = nnpg_load_model(t, rp->hdr.eoh_context);
 		nnpg_check(nn_model_prepare(rp->teacher, s->batch, false,
 									nnpg_max_model_bytes(), &err), &err);
 		nnpg_check(nn_model_set_teacher(rp->model, rp->teacher, s->temperature,
@@ -602,6 +581,16 @@ buffer_put(replica *rp)
 	rp->brow[j] = rp->r.row_no;
 }
 
+/* A record datum's tuple, as the executor's slots and deforming take it. */
+static void
+row_tuple(HeapTupleHeader row, HeapTupleData *tuple)
+{
+	tuple->t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple->t_self);
+	tuple->t_tableOid = InvalidOid;
+	tuple->t_data = row;
+}
+
 /* Take one row of the aggregate's input. */
 static void
 replica_take(replica *rp, HeapTupleHeader row)
@@ -614,10 +603,7 @@ replica_take(replica *rp, HeapTupleHeader row)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("rows of a replica must all be of one row type")));
-	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = row;
+	row_tuple(row, &tuple);
 	ExecStoreHeapTuple(&tuple, rp->slot, false);
 	rp->row = row;
 	if (nnpg_reader_take(&rp->r, rp->slot))
@@ -805,10 +791,8 @@ static replica *
 replica_start(MemoryContext aggcxt)
 {
 	replica    *rp = replica_new(aggcxt);
-	bytea	   *model = round_start.model;
 
-	rp->model = load_into(rp, (const uint8 *) VARDATA(model),
-						  VARSIZE(model) - VARHDRSZ);
+	rp->model = nnpg_load_model(round_start.model, rp->hdr.eoh_context);
 	rp->c.replicas = 1;
 	rp->c.base_step = nn_model_step_count(rp->model);
 	INSTR_TIME_SET_CURRENT(rp->started);
@@ -908,7 +892,6 @@ nnpg_replica_merge(PG_FUNCTION_ARGS)
 	MemoryContext tmp;
 	MemoryContext old;
 	nn_model   *src = NULL;
-	nn_error	err;
 	instr_time	start,
 				end;
 
@@ -933,12 +916,7 @@ nnpg_replica_merge(PG_FUNCTION_ARGS)
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(tmp);
 	if (c.trained > 0)
-	{
-		memset(&err, 0, sizeof(err));
-		nnpg_check(nn_model_deserialize(&src, bytes, len, nnpg_max_model_bytes(),
-										nnpg_alloc_create(tmp), nnpg_crc32c,
-										&err), &err);
-	}
+		src = nnpg_load_model_bytes(bytes, len, tmp);
 	replica_merge(dst, &c, src);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(tmp);
@@ -953,15 +931,9 @@ PG_FUNCTION_INFO_V1(nnpg_replica_final);
 Datum
 nnpg_replica_final(PG_FUNCTION_ARGS)
 {
-	bytea	   *flat;
-	bytea	   *copy;
-
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	flat = flat_of(PG_GETARG_DATUM(0));
-	copy = palloc(VARSIZE_ANY(flat));
-	memcpy(copy, flat, VARSIZE_ANY(flat));
-	PG_RETURN_BYTEA_P(copy);
+	PG_RETURN_BYTEA_P(DatumGetByteaPCopy(PointerGetDatum(flat_of(PG_GETARG_DATUM(0)))));
 }
 
 /* nn_replica_model(replica): its model bytes, as nn_import takes them. */
@@ -1123,10 +1095,7 @@ row_hash(round_filter *f, HeapTupleHeader row, uint64 seed)
 	HeapTupleData tuple;
 	uint64		h = seed;
 
-	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
-	ItemPointerSetInvalid(&tuple.t_self);
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = row;
+	row_tuple(row, &tuple);
 	heap_deform_tuple(&tuple, f->desc, f->values, f->nulls);
 	for (int i = 0; i < f->desc->natts; i++)
 	{
@@ -1295,12 +1264,7 @@ nnpg_round_run(SPIPlanPtr plan, bytea *model, bytea *teacher, Jsonb *settings,
 		elog(ERROR, "training round failed: %s", SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
-	{
-		bytea	   *flat = DatumGetByteaPP(d);
-
-		result = palloc(VARSIZE_ANY(flat));
-		memcpy(result, flat, VARSIZE_ANY(flat));
-	}
+		result = DatumGetByteaPCopy(d);
 	SPI_freetuptable(SPI_tuptable);
 	return result;
 }

@@ -134,16 +134,20 @@ nnpg_fetch_model(const char *name, bool version_isnull, int32 version,
 nn_model *
 nnpg_load_model(const bytea *weights, MemoryContext cxt)
 {
-	nn_alloc   *alloc = nnpg_alloc_create(cxt);
+	return nnpg_load_model_bytes((const uint8 *) VARDATA_ANY(weights),
+								 VARSIZE_ANY_EXHDR(weights), cxt);
+}
+
+/* The same from len bytes at bytes. */
+nn_model *
+nnpg_load_model_bytes(const uint8 *bytes, size_t len, MemoryContext cxt)
+{
 	nn_model   *model = NULL;
 	nn_error	err;
 
 	memset(&err, 0, sizeof(err));
-	nnpg_check(nn_model_deserialize(&model,
-									(const uint8_t *) VARDATA_ANY(weights),
-									VARSIZE_ANY_EXHDR(weights),
-									nnpg_max_model_bytes(), alloc,
-									nnpg_crc32c, &err),
+	nnpg_check(nn_model_deserialize(&model, bytes, len, nnpg_max_model_bytes(),
+									nnpg_alloc_create(cxt), nnpg_crc32c, &err),
 			   &err);
 	return model;
 }
